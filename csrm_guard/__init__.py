@@ -1,0 +1,63 @@
+"""csrm_guard: policy-as-code guardrails for LLM calls, enforced by an in-process configurable safety reward model.
+
+The public API is what ``__all__`` lists; everything else may change without notice.
+"""
+
+from __future__ import annotations
+
+from csrm_guard.errors import (
+    BundleError,
+    BundleIntegrityError,
+    CheckError,
+    CsrmGuardError,
+    InputError,
+    MissingDependencyError,
+    ModelError,
+    PolicyError,
+    PolicyValidationError,
+    ScorerError,
+    ScorerTimeout,
+    TemplateError,
+    ViolationError,
+)
+from csrm_guard.policy import (
+    Action,
+    CategoryRule,
+    FailMode,
+    Policy,
+    PolicyTest,
+    Rule,
+    Severity,
+    StageSettings,
+    load_policy,
+    render_policy,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Action",
+    "BundleError",
+    "BundleIntegrityError",
+    "CategoryRule",
+    "CheckError",
+    "CsrmGuardError",
+    "FailMode",
+    "InputError",
+    "MissingDependencyError",
+    "ModelError",
+    "Policy",
+    "PolicyError",
+    "PolicyTest",
+    "PolicyValidationError",
+    "Rule",
+    "ScorerError",
+    "ScorerTimeout",
+    "Severity",
+    "StageSettings",
+    "TemplateError",
+    "ViolationError",
+    "__version__",
+    "load_policy",
+    "render_policy",
+]

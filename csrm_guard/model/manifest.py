@@ -1,0 +1,68 @@
+"""The model bundle manifest (``manifest.json``): written by export, read and verified by the runtime."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["MANIFEST_FORMAT", "Calibration", "FileEntry", "Manifest"]
+
+MANIFEST_FORMAT = 1
+"""The manifest format this package reads and writes."""
+
+
+class FileEntry(BaseModel):
+    """A bundle file's checksum and size."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    bytes: int = Field(ge=0)
+
+
+class Calibration(BaseModel):
+    """Calibration fitted on development data.
+
+    Attributes:
+        temperature: Divides the clause head's violation logit before the sigmoid.
+        severity_temperature: Divides the severity head's cumulative logits before the sigmoid.
+        thresholds: Recommended violation threshold per stage (used when a policy sets none).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    temperature: float = Field(default=1.0, gt=0.0)
+    severity_temperature: float = Field(default=1.0, gt=0.0)
+    thresholds: dict[Literal["input", "output"], float] = Field(
+        default_factory=lambda: {"input": 0.5, "output": 0.5}
+    )
+
+
+class Manifest(BaseModel):
+    """Everything the runtime needs to know about a bundle.
+
+    The ONNX graph takes ``input_ids``, ``attention_mask`` and ``token_type_ids`` (int64, ``[batch, seq]``) and
+    returns ``violation_logit`` (``[batch]``) for ``[CLS] clause [SEP] transcript [SEP]`` inputs and
+    ``severity_logits`` (``[batch, len(categories), 3]``: cumulative logits for severity >= low, >= moderate,
+    >= high, non-increasing along the last axis), read when the first segment is :attr:`taxonomy_query`.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
+
+    format: Literal[1] = MANIFEST_FORMAT
+    model_id: str
+    model_version: str
+    files: dict[str, FileEntry]
+    max_length: int = Field(default=256, ge=16, le=4096)
+    max_clause_tokens: int = Field(default=96, ge=8, le=1024)
+    template_version: str
+    template_hash: str
+    taxonomy_version: str
+    categories: tuple[str, ...]
+    taxonomy_query: str = "Standard harm categories."
+    calibration: Calibration = Field(default_factory=Calibration)
+    quantization: Literal["int8-per-channel", "fp32", "random-test"] = "fp32"
+    base_model: str = "sentence-transformers/all-MiniLM-L6-v2"
+    data_card: dict[str, Any] = Field(default_factory=dict)
+    metrics: dict[str, Any] = Field(default_factory=dict)

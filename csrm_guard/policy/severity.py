@@ -1,0 +1,67 @@
+"""Ordered severity levels and the enforcement actions a policy can choose."""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = ["Action", "FailMode", "Severity"]
+
+
+class Severity(str, enum.Enum):
+    """How harmful content is within a category, ordered ``none < low < moderate < high``."""
+
+    NONE = "none"
+    LOW = "low"
+    MODERATE = "moderate"
+    HIGH = "high"
+
+    @property
+    def rank(self) -> int:
+        """0 for ``none`` up to 3 for ``high``."""
+        return _RANKS[self]
+
+    @classmethod
+    def from_rank(cls, rank: int) -> Severity:
+        """Return the severity with the given rank (0-3)."""
+        return _LEVELS[rank]
+
+    # str defines all four comparisons alphabetically, so each is overridden to compare by rank.
+    def __lt__(self, other: object) -> bool:
+        return self.rank < other.rank if isinstance(other, Severity) else NotImplemented
+
+    def __le__(self, other: object) -> bool:
+        return self.rank <= other.rank if isinstance(other, Severity) else NotImplemented
+
+    def __gt__(self, other: object) -> bool:
+        return self.rank > other.rank if isinstance(other, Severity) else NotImplemented
+
+    def __ge__(self, other: object) -> bool:
+        return self.rank >= other.rank if isinstance(other, Severity) else NotImplemented
+
+
+_LEVELS = (Severity.NONE, Severity.LOW, Severity.MODERATE, Severity.HIGH)
+_RANKS = {level: rank for rank, level in enumerate(_LEVELS)}
+
+
+class Action(str, enum.Enum):
+    """What the guard does when a stage finds a violation."""
+
+    BLOCK = "block"
+    """Raise :class:`csrm_guard.ViolationError` carrying the decision."""
+    REFUSE = "refuse"
+    """Return the policy's rendered refusal in the shape the wrapped function returns."""
+    REGENERATE = "regenerate"
+    """Call the generator again with the violation fed back (bounded attempts)."""
+    BEST_OF_N = "best_of_n"
+    """Generate n candidates and return the compliant one with the highest reward, or refuse."""
+    MONITOR = "monitor"
+    """Log what would have happened; never interfere."""
+
+
+class FailMode(str, enum.Enum):
+    """What a stage does when no decision can be reached (scorer error or timeout)."""
+
+    CLOSED = "closed"
+    """Treat the check as a violation (the default)."""
+    OPEN = "open"
+    """Allow the call and log the failure."""

@@ -27,6 +27,7 @@ _COMMAND_MODULES = (
     "csrm_guard.cli.policy_cmds",
     "csrm_guard.cli.review_cmds",
     "csrm_guard.cli.model_cmds",
+    "csrm_guard.cli.train_cmds",
     "csrm_guard.cli.data_cmds",
     "csrm_guard.cli.batch_cmds",
 )

@@ -20,6 +20,7 @@ from csrm_guard.errors import (
     TemplateError,
     ViolationError,
 )
+from csrm_guard.guard import Decision, Guard, Violation
 from csrm_guard.policy import (
     Action,
     CategoryRule,
@@ -42,7 +43,9 @@ __all__ = [
     "CategoryRule",
     "CheckError",
     "CsrmGuardError",
+    "Decision",
     "FailMode",
+    "Guard",
     "InputError",
     "MissingDependencyError",
     "ModelError",
@@ -56,6 +59,7 @@ __all__ = [
     "Severity",
     "StageSettings",
     "TemplateError",
+    "Violation",
     "ViolationError",
     "__version__",
     "load_policy",

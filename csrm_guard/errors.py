@@ -62,6 +62,10 @@ class PolicyValidationError(PolicyError):
         column: 1-based column of the offending node, when known.
         field: Dotted path of the offending field (``categories.violence.max_severity``), when known.
         problem: The message without the location prefix.
+        related: Further problems found in the same policy, each with its own location (the message lists
+            them after the first).
+
+    .. versionchanged:: 0.1 ``related`` lists every further problem found in the same pass.
     """
 
     def __init__(
@@ -72,15 +76,23 @@ class PolicyValidationError(PolicyError):
         line: int | None = None,
         column: int | None = None,
         field: str | None = None,
+        related: tuple[PolicyValidationError, ...] = (),
     ) -> None:
         self.problem = problem
         self.file = file
         self.line = line
         self.column = column
         self.field = field
-        super().__init__(self._format())
+        self.related = related
+        super().__init__("\n".join([self.location_text(), *(str(other) for other in related)]))
 
-    def _format(self) -> str:
+    @property
+    def problems(self) -> tuple[PolicyValidationError, ...]:
+        """This problem followed by the related ones."""
+        return (self, *self.related)
+
+    def location_text(self) -> str:
+        """Return ``file:line:column: field: problem`` for this problem alone."""
         where = self.file or "<policy>"
         if self.line is not None:
             where += f":{self.line}"

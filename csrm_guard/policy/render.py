@@ -1,13 +1,13 @@
 """Render policies into the clauses the model reads, and conversations into transcripts.
 
-Everything goes through one sandboxed Jinja environment with ``StrictUndefined``. Text that users write in policies
-(descriptions, rule texts, guidelines, conversation content) is passed to templates as *data*, never compiled as a
-template, so template syntax inside a rule cannot execute. The one user-supplied template, the refusal message, is
-compiled in the sandbox with a fixed set of variables.
+Everything goes through one sandboxed Jinja environment with ``StrictUndefined``. Text that users write in
+policies (descriptions, rule texts, guidelines, conversation content) is passed to templates as *data*, never
+compiled as a template, so template syntax inside a rule cannot execute. The one user-supplied template, the
+refusal message, is compiled in the sandbox with a fixed set of variables.
 
 Templates are versioned (:data:`TEMPLATE_VERSION`) and hashed (:func:`template_hash`); the hash of a rendered
-policy (:attr:`RenderedPolicy.hash`) identifies it in logs and model manifests. Training data is rendered with the
-same functions, so training and serving read the same text.
+policy (:attr:`RenderedPolicy.hash`) identifies it in logs and model manifests. Training data is rendered with
+the same functions, so training and serving read the same text.
 """
 
 from __future__ import annotations
@@ -48,7 +48,9 @@ TEMPLATE_VERSION = "1"
 """Version of the clause and transcript templates; a model bundle records the version it was trained with."""
 
 ClauseKind = Literal["category", "rule", "guideline"]
-_TEMPLATES = ("clause_category.j2", "clause_rule.j2", "clause_guideline.j2", "transcript.j2", "config.j2")
+# The templates whose output the model reads; config.j2 (reviewer text) is left out of the template hash so
+# that rewording the reviewer view does not make trained model bundles incompatible.
+_TEMPLATES = ("clause_category.j2", "clause_rule.j2", "clause_guideline.j2", "transcript.j2")
 _ROLES = frozenset({"system", "user", "assistant", "tool"})
 
 
@@ -150,13 +152,13 @@ def render_category_clause(category: Category | str, rule: CategoryRule | None =
         category = load_taxonomy().get(category)
     rule = rule or CategoryRule()
     max_severity = rule.effective_max
-    levels = [Severity.from_rank(rank) for rank in range(max_severity.rank, 4)]
     return _render(
         "clause_category.j2",
         category=category,
         description=rule.description or category.description,
         max_severity=max_severity.value,
-        levels=levels,
+        max_rank=max_severity.rank,
+        levels=[Severity.LOW, Severity.MODERATE, Severity.HIGH],
     )
 
 
@@ -177,8 +179,8 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(])")
 def split_guidelines(document: str, *, max_chars: int = 400) -> list[str]:
     """Split a natural-language policy document into clauses.
 
-    Paragraphs and list items become clauses; headings (short lines ending in ``:`` or starting with ``#``) are
-    prefixed to the clauses under them; pieces longer than ``max_chars`` are split at sentence ends.
+    Paragraphs and list items become clauses; headings (short lines ending in ``:`` or starting with ``#``)
+    are prefixed to the clauses under them; pieces longer than ``max_chars`` are split at sentence ends.
 
     Args:
         document: The guidelines text.
@@ -228,8 +230,12 @@ def render_policy(policy: Policy) -> RenderedPolicy:
     clauses = [*_category_clauses(policy), *_rule_clauses(policy.rules)]
     if policy.guidelines:
         clauses.extend(
-            Clause(id=f"guidelines.{n}", kind="guideline", text=render_guideline_clause(piece),
-                   stages=frozenset(("input", "output")))
+            Clause(
+                id=f"guidelines.{n}",
+                kind="guideline",
+                text=render_guideline_clause(piece),
+                stages=frozenset(("input", "output")),
+            )
             for n, piece in enumerate(split_guidelines(policy.guidelines), start=1)
         )
     text = _render("config.j2", policy=policy, clauses=clauses, template_version=TEMPLATE_VERSION)
@@ -247,18 +253,30 @@ def _category_clauses(policy: Policy) -> list[Clause]:
         rule = rule or CategoryRule()
         if rule.allowed:
             continue
-        clauses.append(Clause(
-            id=category.id, kind="category", text=render_category_clause(category, rule), stages=both,
-            action=rule.action, category=category.id, max_severity=rule.max_severity,
-            standard=rule.description is None,
-        ))
+        clauses.append(
+            Clause(
+                id=category.id,
+                kind="category",
+                text=render_category_clause(category, rule),
+                stages=both,
+                action=rule.action,
+                category=category.id,
+                max_severity=rule.max_severity,
+                standard=rule.description is None,
+            )
+        )
     return clauses
 
 
 def _rule_clauses(rules: Sequence[Rule]) -> list[Clause]:
     return [
-        Clause(id=rule.id, kind="rule", text=render_rule_clause(rule.text), stages=frozenset(rule.stages),
-               action=rule.action)
+        Clause(
+            id=rule.id,
+            kind="rule",
+            text=render_rule_clause(rule.text),
+            stages=frozenset(rule.stages),
+            action=rule.action,
+        )
         for rule in rules
     ]
 
@@ -266,8 +284,8 @@ def _rule_clauses(rules: Sequence[Rule]) -> list[Clause]:
 def render_transcript(messages: Messages, *, stage: Stage, response: str | None = None) -> str:
     """Render a conversation into the transcript the model reads, with the judged turn last and marked.
 
-    For ``input`` the judged turn is the last user message (anything after it is dropped); for ``output`` it is
-    ``response``, or the last assistant message when ``response`` is omitted.
+    For ``input`` the judged turn is the last user message (anything after it is dropped); for ``output`` it
+    is ``response``, or the last assistant message when ``response`` is omitted.
 
     Args:
         messages: OpenAI-style ``{"role", "content"}`` mappings.
@@ -297,7 +315,8 @@ def render_transcript(messages: Messages, *, stage: Stage, response: str | None 
 def _as_list(messages: Messages) -> list[Any]:
     if isinstance(messages, str | bytes | Mapping) or not isinstance(messages, Sequence):
         raise InputError(
-            f"must be a list of {{'role', 'content'}} mappings, got {type(messages).__name__}", location="messages"
+            f"must be a list of {{'role', 'content'}} mappings, got {type(messages).__name__}",
+            location="messages",
         )
     return list(messages)
 
@@ -305,7 +324,9 @@ def _as_list(messages: Messages) -> list[Any]:
 def _check_message(message: Any, index: int) -> dict[str, str]:
     where = f"messages[{index}]"
     if not isinstance(message, Mapping):
-        raise InputError(f"must be a mapping with 'role' and 'content', got {type(message).__name__}", location=where)
+        raise InputError(
+            f"must be a mapping with 'role' and 'content', got {type(message).__name__}", location=where
+        )
     role, content = message.get("role"), message.get("content")
     if role not in _ROLES:
         raise InputError(f"role must be one of {sorted(_ROLES)}, got {role!r}", location=f"{where}.role")

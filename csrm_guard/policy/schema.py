@@ -1,21 +1,30 @@
 """The policy format: frozen Pydantic models, their validation rules and the JSON Schema export.
 
-A policy built in Python and the same policy loaded from YAML are equal objects with the same :attr:`Policy.hash`.
+A policy built in Python and the same policy loaded from YAML are equal objects with the same
+:attr:`Policy.hash`.
 """
 
 from __future__ import annotations
 
-import difflib
 import functools
 import hashlib
 import json
-from collections.abc import Mapping
-from typing import Any, Literal
+import re
+from typing import Annotated, Any, Final, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from csrm_guard._types import Stage
 from csrm_guard.errors import PolicyValidationError
+from csrm_guard.policy._problems import LocatedValueError, format_path, problems_from, suggest
 from csrm_guard.policy.severity import Action, FailMode, Severity
 from csrm_guard.policy.taxonomy import load_taxonomy
 
@@ -33,18 +42,24 @@ __all__ = [
     "suggest",
 ]
 
-API_VERSION = "csrm-guard/v1"
+API_VERSION: Final = "csrm-guard/v1"
 """The only policy format version this package reads."""
 
 _ID_PATTERN = r"^[a-z][a-z0-9_\-]{0,63}$"
+_GUIDELINE_ID = re.compile(r"^guidelines\.[1-9][0-9]*$")
 Expectation = Literal["allow", "violation", "block", "refuse", "regenerate", "best_of_n", "monitor"]
 """What a policy test expects: an outcome, or ``violation`` for any outcome other than ``allow``."""
 
 
-def suggest(word: str, choices: list[str] | tuple[str, ...]) -> str:
-    """Return ``" (did you mean 'x'?)"`` for the closest choice, or an empty string."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+def _known_category(key: str) -> str:
+    taxonomy = load_taxonomy()
+    if key not in taxonomy.by_id:
+        raise ValueError(f"unknown category {key!r}{suggest(key, taxonomy.ids)}")
+    return key
+
+
+CategoryId = Annotated[str, AfterValidator(_known_category)]
+"""A standard category id from the taxonomy."""
 
 
 class _Model(BaseModel):
@@ -56,14 +71,34 @@ class _Model(BaseModel):
         try:
             super().__init__(**data)
         except ValidationError as exc:
-            raise _from_pydantic(exc, type(self).__name__) from exc
+            raise _from_pydantic(exc, type(self)) from exc
+
+    # Marks the override as a plain base __init__ so pydantic does not call it while validating nested
+    # models: nested errors then stay in one ValidationError with their full path instead of surfacing early.
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
+
+    @classmethod
+    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> Self:
+        """Validate ``obj`` (a mapping) into this model.
+
+        Raises:
+            PolicyValidationError: Listing every problem with its field path.
+        """
+        try:
+            return super().model_validate(obj, *args, **kwargs)
+        except ValidationError as exc:
+            raise _from_pydantic(exc, cls) from exc
 
 
-def _from_pydantic(exc: ValidationError, model: str) -> PolicyValidationError:
-    first = exc.errors()[0]
-    field = ".".join(str(part) for part in first["loc"])
-    extra = f" and {exc.error_count() - 1} more problem(s)" if exc.error_count() > 1 else ""
-    return PolicyValidationError(f"{first['msg']}{extra}", file=f"<{model}>", field=field or None)
+def _from_pydantic(exc: ValidationError, model: type[BaseModel]) -> PolicyValidationError:
+    found = [
+        PolicyValidationError(
+            problem.message, file=f"<{model.__name__}>", field=format_path(problem.loc) or None
+        )
+        for problem in problems_from(exc, model)
+    ]
+    first = found[0]
+    return PolicyValidationError(first.problem, file=first.file, field=first.field, related=tuple(found[1:]))
 
 
 class CategoryRule(_Model):
@@ -117,8 +152,8 @@ class StageSettings(_Model):
     Attributes:
         enabled: Whether the stage is checked at all.
         action: What to do on a violation.
-        threshold: Calibrated violation probability at or above which a clause counts as violated; ``None`` uses
-            the threshold the model bundle recommends for the stage (fitted on development data).
+        threshold: Calibrated violation probability at or above which a clause counts as violated; ``None``
+            uses the threshold the model bundle recommends for the stage (fitted on development data).
         timeout_ms: How long a check may take before the fail mode applies.
         fail: What to do when no decision can be reached.
         max_attempts: Generation attempts for ``regenerate`` (including the first).
@@ -220,18 +255,19 @@ class Policy(_Model):
         tests: Example conversations with expected decisions.
 
     Example:
-        >>> Policy(name="demo", categories={"violence": CategoryRule(max_severity="low")}).categories["violence"]
-        CategoryRule(allowed=False, max_severity=<Severity.LOW: 'low'>, description=None, action=None)
+        >>> policy = Policy(name="demo", categories={"violence": CategoryRule(max_severity="low")})
+        >>> policy.categories["violence"].max_severity
+        <Severity.LOW: 'low'>
 
     .. versionadded:: 0.1
     """
 
-    api_version: Literal["csrm-guard/v1"] = API_VERSION
+    api_version: Literal["csrm-guard/v1"] = "csrm-guard/v1"
     name: str = Field(pattern=_ID_PATTERN)
     version: str = Field(default="1", min_length=1, max_length=64)
     description: str = Field(default="", max_length=4000)
     extends: tuple[str, ...] = ()
-    categories: dict[str, CategoryRule] = Field(default_factory=dict)
+    categories: dict[CategoryId, CategoryRule] = Field(default_factory=dict)
     rules: tuple[Rule, ...] = ()
     guidelines: str | None = Field(default=None, min_length=1, max_length=200_000)
     input: StageSettings = Field(default_factory=StageSettings)
@@ -240,37 +276,70 @@ class Policy(_Model):
     audit: AuditSettings = Field(default_factory=AuditSettings)
     tests: tuple[PolicyTest, ...] = ()
 
-    @field_validator("categories", mode="before")
+    @field_validator("version", mode="before")
     @classmethod
-    def _known_categories(cls, value: Any) -> Any:
-        if not isinstance(value, Mapping):
-            return value
-        taxonomy = load_taxonomy()
-        for key in value:
-            if key not in taxonomy.by_id:
-                raise ValueError(f"unknown category {key!r}{suggest(str(key), taxonomy.ids)}")
-        return value
+    def _integer_version(cls, value: Any) -> Any:
+        # `version: 3` in YAML is an int; a float such as 1.10 would lose digits, so only ints are converted.
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
-    @model_validator(mode="after")
-    def _limits_and_ids(self) -> Policy:
+    @field_validator("extends", mode="before")
+    @classmethod
+    def _single_extends(cls, value: Any) -> Any:
+        return (value,) if isinstance(value, str) else value
+
+    @field_validator("categories", mode="after")
+    @classmethod
+    def _hard_limits(cls, categories: dict[str, CategoryRule]) -> dict[str, CategoryRule]:
         taxonomy = load_taxonomy()
-        for category_id, rule in self.categories.items():
+        for category_id, rule in categories.items():
             ceiling = taxonomy.get(category_id).ceiling
             if rule.effective_max > ceiling:
-                limit = "is a hard limit and cannot be allowed" if ceiling is Severity.NONE else (
-                    f"cannot be allowed above {ceiling.value!r} severity"
+                limit = (
+                    "is a hard limit: no policy may allow it"
+                    if ceiling is Severity.NONE
+                    else f"cannot be allowed above {ceiling.value!r} severity (a hard limit)"
                 )
-                raise ValueError(f"category {category_id!r} {limit}")
-        seen: set[str] = set(self.categories)
-        for rule in self.rules:
+                field = "allowed" if rule.allowed else "max_severity"
+                raise LocatedValueError(f"category {category_id!r} {limit}", (category_id, field))
+        return categories
+
+    @field_validator("rules", mode="after")
+    @classmethod
+    def _unique_rule_ids(cls, rules: tuple[Rule, ...]) -> tuple[Rule, ...]:
+        seen: set[str] = set()
+        for index, rule in enumerate(rules):
             if rule.id in seen:
-                raise ValueError(f"rule id {rule.id!r} is used twice (or clashes with a category id)")
+                raise LocatedValueError(f"rule id {rule.id!r} is used twice", (index, "id"))
             seen.add(rule.id)
+        return rules
+
+    @model_validator(mode="after")
+    def _ids_and_tests(self) -> Policy:
+        taxonomy = load_taxonomy()
+        for index, rule in enumerate(self.rules):
+            if rule.id in taxonomy.by_id:
+                raise LocatedValueError(
+                    f"rule id {rule.id!r} clashes with a standard category id", ("rules", index, "id")
+                )
+        checked = [cid for cid, rule in self.categories.items() if not rule.allowed]
+        checked += [c.id for c in taxonomy.categories if c.hard_limit and c.id not in self.categories]
+        known = [*checked, *(rule.id for rule in self.rules)]
+        for index, test in enumerate(self.tests):
+            for position, name in enumerate(test.violations):
+                if name not in known and not (self.guidelines and _GUIDELINE_ID.match(name)):
+                    raise LocatedValueError(
+                        f"{name!r} is not a category or rule this policy checks{suggest(name, known)}",
+                        ("tests", index, "violations", position),
+                    )
         return self
 
     @functools.cached_property
     def hash(self) -> str:
-        """sha256 of the policy's canonical JSON (tests excluded: they do not change decisions)."""
+        """sha256 of the policy's canonical JSON.
+
+        ``tests`` and ``extends`` are left out: they do not change decisions, so a policy loaded through an
+        ``extends`` chain hashes like the same policy written out in full.
+        """
         return _policy_hash(self)
 
     def stage(self, stage: Stage) -> StageSettings:
@@ -282,7 +351,7 @@ class Policy(_Model):
 
 
 def _policy_hash(policy: Policy) -> str:
-    payload = policy.model_dump(mode="json", exclude={"tests"})
+    payload = policy.model_dump(mode="json", exclude={"tests", "extends"})
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
@@ -298,4 +367,11 @@ def policy_json_schema() -> dict[str, Any]:
     schema["$id"] = "https://csrm-guard.dev/schema/policy-v1.json"
     # Category keys are restricted to the taxonomy so editors can complete and flag them.
     schema["properties"]["categories"]["propertyNames"] = {"enum": list(load_taxonomy().ids)}
+    # Files may write a single parent as a plain string.
+    extends = schema["properties"]["extends"]
+    schema["properties"]["extends"] = {
+        "anyOf": [{"type": "string"}, {k: v for k, v in extends.items() if k not in {"default", "title"}}],
+        "default": [],
+        "title": extends.get("title", "Extends"),
+    }
     return schema

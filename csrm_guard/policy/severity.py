@@ -7,7 +7,7 @@ import enum
 __all__ = ["Action", "FailMode", "Severity"]
 
 
-class Severity(str, enum.Enum):
+class Severity(enum.StrEnum):
     """How harmful content is within a category, ordered ``none < low < moderate < high``."""
 
     NONE = "none"
@@ -43,7 +43,7 @@ _LEVELS = (Severity.NONE, Severity.LOW, Severity.MODERATE, Severity.HIGH)
 _RANKS = {level: rank for rank, level in enumerate(_LEVELS)}
 
 
-class Action(str, enum.Enum):
+class Action(enum.StrEnum):
     """What the guard does when a stage finds a violation."""
 
     BLOCK = "block"
@@ -58,7 +58,7 @@ class Action(str, enum.Enum):
     """Log what would have happened; never interfere."""
 
 
-class FailMode(str, enum.Enum):
+class FailMode(enum.StrEnum):
     """What a stage does when no decision can be reached (scorer error or timeout)."""
 
     CLOSED = "closed"

@@ -1,7 +1,7 @@
 """The standard harm taxonomy, loaded from ``taxonomy.yaml`` into typed objects.
 
-The categories are data: no code branches on a category id. ``ceiling`` caps what a policy may allow; a ceiling of
-``none`` makes the category a hard limit.
+The categories are data: no code branches on a category id. ``ceiling`` caps what a policy may allow; a
+ceiling of ``none`` makes the category a hard limit.
 """
 
 from __future__ import annotations

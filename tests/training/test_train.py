@@ -1,0 +1,110 @@
+"""Smoke tests of the training loop on a tiny random BERT: a step, checkpoints, resume, encoding."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from csrm_guard.errors import DataError  # noqa: E402
+from csrm_guard.training.batching import PairEncoder, collate, load_items, make_batches  # noqa: E402
+from csrm_guard.training.predict import load_checkpoint  # noqa: E402
+from csrm_guard.training.train import TrainConfig, load_config, train  # noqa: E402
+
+
+def _config(data_dir: Path, run_dir: Path, **extra) -> TrainConfig:
+    return TrainConfig(
+        data_dir=data_dir,
+        run_dir=run_dir,
+        max_length=48,
+        max_clause_tokens=12,
+        batch_size=8,
+        lr=1e-3,
+        bf16=False,
+        log_every=1,
+        checkpoint_minutes=0.0,
+        **extra,
+    )
+
+
+class TestEncoding:
+    def test_clause_capped_and_transcript_cut_from_left(self, tokenizer):
+        """The clause keeps its first tokens and the transcript keeps its last (judged) tokens."""
+        encoder = PairEncoder(tokenizer, max_length=11, max_clause_tokens=3)
+        ((ids, types),) = encoder.encode(
+            ["rule forbid any violence"], ["hello the cake thanks recipe judged"]
+        )
+        tokens = [tokenizer.id_to_token(i) for i in ids]
+        assert tokens == [
+            "[CLS]",
+            "rule",
+            "forbid",
+            "any",
+            "[SEP]",
+            "the",
+            "cake",
+            "thanks",
+            "recipe",
+            "judged",
+            "[SEP]",
+        ]
+        assert types == [0] * 5 + [1] * 6
+
+    def test_batches_mix_kinds_and_cover_all_items(self, tokenizer, data_dir, categories):
+        """Every item lands in exactly one batch and a pair occupies two consecutive rows."""
+        encoder = PairEncoder(tokenizer, 48, 12)
+        items = load_items(
+            data_dir / "train", encoder, categories, taxonomy_query="standard harm categories", limits={}
+        )
+        batches = make_batches(items, batch_size=8, seed=0)
+        assert sum(len(b) for b in batches) == len(items) == 72
+        batch = collate(batches[0])
+        assert batch["input_ids"].shape[0] <= 8
+        assert torch.all(batch["laxer_idx"] == batch["stricter_idx"] + 1)
+
+    def test_bad_row_names_file_and_line(self, tokenizer, data_dir, categories):
+        """A malformed line raises DataError with the file and line number."""
+        path = data_dir / "train" / "clauses.jsonl"
+        path.write_text(path.read_text() + "{not json\n")
+        with pytest.raises(DataError, match=r"clauses.jsonl:25"):
+            load_items(data_dir / "train", PairEncoder(tokenizer), categories, taxonomy_query="q", limits={})
+
+
+def test_training_reduces_loss_and_writes_log(tmp_path, data_dir, tiny_model, tokenizer):
+    """A few epochs on separable synthetic data lower the clause loss and log dev metrics."""
+    run = tmp_path / "run"
+    final = train(_config(data_dir, run, epochs=6), model=tiny_model, tokenizer=tokenizer)
+    assert final.name == "final.pt"
+    assert final.exists()
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    losses = [r["clause"] for r in records if r["event"] == "step" and "clause" in r]
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
+    assert any("dev_f1" in r for r in records if r["event"] == "dev")
+    model, config = load_checkpoint(final)
+    assert config["max_length"] == 48
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, tiny_model.state_dict()[name])
+
+
+def test_stop_and_resume_continue_from_checkpoint(tmp_path, data_dir, tiny_model, tokenizer):
+    """A run stopped by max_minutes leaves last.pt, and a second start resumes from its step to the end."""
+    run = tmp_path / "run"
+    stopped = train(_config(data_dir, run, epochs=2, max_minutes=0.0), model=tiny_model, tokenizer=tokenizer)
+    assert stopped.name == "last.pt"
+    assert torch.load(stopped, weights_only=False)["position"]["step"] == 1
+    final = train(_config(data_dir, run, epochs=2), model=tiny_model, tokenizer=tokenizer)
+    starts = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    resumed = [r["resumed_at"]["step"] for r in starts if r["event"] == "start"]
+    assert resumed == [0, 1]
+    assert final.name == "final.pt"
+
+
+def test_config_errors_name_the_field(tmp_path):
+    """An unknown key in the config file is reported with the file name."""
+    path = tmp_path / "train.yaml"
+    path.write_text("data_dir: d\nrun_dir: r\nlearning_rate: 3\n")
+    with pytest.raises(DataError, match=r"train.yaml.*learning_rate"):
+        load_config(path)

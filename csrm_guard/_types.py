@@ -24,7 +24,7 @@ class Message(TypedDict):
 Messages: TypeAlias = Sequence[Mapping[str, str]]
 """A conversation: a sequence of ``{"role": ..., "content": ...}`` mappings."""
 
-JSONValue: TypeAlias = "str | int | float | bool | None | list[JSONValue] | dict[str, JSONValue]"
+JSONValue: TypeAlias = "str | int | float | bool | list[JSONValue] | dict[str, JSONValue] | None"
 """Any value that round-trips through JSON."""
 
 Outcome: TypeAlias = Literal["allow", "block", "refuse", "regenerate", "best_of_n", "monitor"]

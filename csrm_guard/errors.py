@@ -135,7 +135,7 @@ class ScorerError(CheckError):
     """The scorer raised, or returned values that cannot be used (NaN, infinite, wrong shape)."""
 
 
-class ScorerTimeout(CheckError):
+class ScorerTimeout(CheckError):  # noqa: N818 - the name is part of the documented tree
     """The scorer did not answer within the stage's timeout."""
 
 

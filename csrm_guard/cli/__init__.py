@@ -35,7 +35,9 @@ _COMMAND_MODULES = (
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser with every registered subcommand."""
-    parser = argparse.ArgumentParser(prog="csrm-guard", description="Policy-as-code guardrails for LLM calls.")
+    parser = argparse.ArgumentParser(
+        prog="csrm-guard", description="Policy-as-code guardrails for LLM calls."
+    )
     parser.add_argument("--version", action="version", version=f"csrm-guard {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMAND_MODULES:

@@ -3,7 +3,7 @@
 Everything goes through one sandboxed Jinja environment with ``StrictUndefined``. Text that users write in
 policies (descriptions, rule texts, guidelines, conversation content) is passed to templates as *data*, never
 compiled as a template, so template syntax inside a rule cannot execute. The one user-supplied template, the
-refusal message, is compiled in the sandbox with a fixed set of variables.
+refusal message, is checked and compiled in a stricter sandbox (:mod:`csrm_guard.policy._sandbox`).
 
 Templates are versioned (:data:`TEMPLATE_VERSION`) and hashed (:func:`template_hash`); the hash of a rendered
 policy (:attr:`RenderedPolicy.hash`) identifies it in logs and model manifests. Training data is rendered with
@@ -25,6 +25,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from csrm_guard._types import Messages, Stage
 from csrm_guard.errors import InputError, TemplateError
+from csrm_guard.policy._sandbox import compile_refusal
 from csrm_guard.policy.schema import CategoryRule, Policy, Rule
 from csrm_guard.policy.severity import Action, Severity
 from csrm_guard.policy.taxonomy import Category, load_taxonomy
@@ -340,7 +341,7 @@ def _check_message(message: Any, index: int) -> dict[str, str]:
 
 
 def render_refusal(policy: Policy, *, stage: Stage, violations: Sequence[str] = ()) -> str:
-    """Render the policy's refusal template in the sandbox.
+    """Render the policy's refusal template in the refusal sandbox.
 
     Args:
         policy: The policy whose ``refusal`` template to render.
@@ -353,25 +354,6 @@ def render_refusal(policy: Policy, *, stage: Stage, violations: Sequence[str] = 
     Raises:
         TemplateError: When the template is invalid or tries something the sandbox forbids.
     """
-    return _compile_refusal(policy.refusal).render_safe(
+    return compile_refusal(policy.refusal).render(
         policy={"name": policy.name, "version": policy.version}, stage=stage, violations=list(violations)
     )
-
-
-@dataclass(frozen=True, slots=True)
-class _Refusal:
-    template: jinja2.Template
-
-    def render_safe(self, **variables: Any) -> str:
-        try:
-            return self.template.render(**variables).strip()
-        except jinja2.TemplateError as exc:  # SecurityError and UndefinedError included
-            raise TemplateError(f"refusal template failed: {exc}") from exc
-
-
-@functools.lru_cache(maxsize=256)
-def _compile_refusal(source: str) -> _Refusal:
-    try:
-        return _Refusal(_environment().from_string(source))
-    except jinja2.TemplateError as exc:
-        raise TemplateError(f"refusal template is invalid: {exc}") from exc

@@ -23,8 +23,9 @@ from pydantic import (
 )
 
 from csrm_guard._types import Stage
-from csrm_guard.errors import PolicyValidationError
+from csrm_guard.errors import PolicyValidationError, TemplateError
 from csrm_guard.policy._problems import LocatedValueError, format_path, problems_from, suggest
+from csrm_guard.policy._sandbox import compile_refusal
 from csrm_guard.policy.severity import Action, FailMode, Severity
 from csrm_guard.policy.taxonomy import load_taxonomy
 
@@ -281,6 +282,15 @@ class Policy(_Model):
     def _integer_version(cls, value: Any) -> Any:
         # `version: 3` in YAML is an int; a float such as 1.10 would lose digits, so only ints are converted.
         return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @field_validator("refusal", mode="after")
+    @classmethod
+    def _safe_refusal(cls, value: str) -> str:
+        try:
+            compile_refusal(value)
+        except TemplateError as exc:
+            raise ValueError(str(exc)) from exc
+        return value
 
     @field_validator("extends", mode="before")
     @classmethod

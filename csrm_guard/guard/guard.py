@@ -28,6 +28,7 @@ from csrm_guard._types import Messages, Stage
 from csrm_guard.errors import CheckError, ScorerError, ScorerTimeout
 from csrm_guard.guard import audit as _audit
 from csrm_guard.guard._core import Decision, DecisionCore, new_request_id
+from csrm_guard.guard.decorators import ProtectMixin
 from csrm_guard.guard.stream import AsyncGuardedStream, GuardedStream
 from csrm_guard.model.types import AsyncScorer, Scorer, ScoreRequest, Verdict
 from csrm_guard.policy.loader import load_policy
@@ -38,7 +39,7 @@ __all__ = ["Guard"]
 logger = logging.getLogger(__name__)
 
 
-class Guard:
+class Guard(ProtectMixin):
     """Checks LLM calls against a policy and decides what to do.
 
     Args:

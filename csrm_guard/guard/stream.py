@@ -119,9 +119,14 @@ class _StreamBase(Generic[T]):
         self._refusal_of: Callable[[str], T] = refusal_of or _identity
         self._include_text = include_text
         self._window: HoldBack[T] = HoldBack(guard.core.settings("output").hold_back_chars)
+        self._last: Decision | None = None
+        self._flagged: Decision | None = None  # the first monitor decision, kept for the record
 
     def _verdict(self, decision: Decision) -> list[T]:
         """Settle a window: return what to release, or finish the stream on a violation."""
+        self._last = decision
+        if decision.outcome == "monitor" and self._flagged is None:
+            self._flagged = decision
         if decision.allowed:
             logger.debug("stream window allowed: %d chars, request=%s", self._window.held, self.request_id)
             return self._window.approve()
@@ -132,6 +137,12 @@ class _StreamBase(Generic[T]):
             raise ViolationError(decision)
         violations = decision.violations
         return [self._refusal_of(decision.refusal or self.guard.core.refusal("output", violations))]
+
+    def _settle(self) -> None:
+        """At the end of a clean stream: record the last check (or an earlier monitor decision)."""
+        last = self._last
+        if self.decision is None and last is not None:
+            self._end(last if last.violated or self._flagged is None else self._flagged)
 
     def _end(self, decision: Decision) -> None:
         self.decision = decision
@@ -194,10 +205,8 @@ class GuardedStream(_StreamBase[T]):
                     if self.decision is not None:
                         return
             if self._window.finish():
-                decision = self._check()
-                yield from self._verdict(decision)
-                if self.decision is None:
-                    self._end(decision)
+                yield from self._verdict(self._check())
+            self._settle()
         finally:
             close = getattr(self._upstream, "close", None)
             if callable(close):
@@ -260,11 +269,9 @@ class AsyncGuardedStream(_StreamBase[T]):
                     if self.decision is not None:
                         return
             if self._window.finish():
-                decision = await self._check()
-                for released in self._verdict(decision):
+                for released in self._verdict(await self._check()):
                     yield released
-                if self.decision is None:
-                    self._end(decision)
+            self._settle()
         finally:
             aclose = getattr(self._upstream, "aclose", None)
             if callable(aclose):

@@ -140,9 +140,11 @@ def build_session(
     chosen = resolve_providers(providers)
     if threads is not None and threads < 1:
         raise ModelError(f"threads must be >= 1, got {threads}")
+    # Hand onnxruntime only providers it has: it would warn and drop the others itself; we warn once, below.
+    usable = [name for name in chosen if name in available_providers()] or [CPU]
     try:
         session = _onnxruntime().InferenceSession(
-            str(model_path), sess_options=session_options(threads), providers=chosen
+            str(model_path), sess_options=session_options(threads), providers=usable
         )
     except (
         Exception

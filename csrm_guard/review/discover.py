@@ -34,6 +34,7 @@ __all__ = [
     "is_test_file",
     "load_cases",
     "select",
+    "yaml_error",
 ]
 
 logger = logging.getLogger(__name__)
@@ -136,14 +137,19 @@ def discover(paths: Iterable[str | Path]) -> Discovery:
             found, or two cases of one policy share a name.
     """
     policy_files: list[Path] = []
-    test_files: list[Path] = []
-    for path in _expand(paths):
-        (test_files if is_test_file(path) else policy_files).append(path)
+    test_files: list[tuple[Path, bool]] = []
+    for path, walked in _expand(paths):
+        if is_test_file(path):
+            test_files.append((path, walked))
+        else:
+            policy_files.append(path)
     registry = _Registry()
     for path in policy_files:
         registry.load(path)
-    for path in test_files:
-        registry.add_tests_file(path)
+    for path, walked in test_files:
+        # A tests file found in a folder brings its policy's inline cases too (``shop.yaml`` + ``shop_test.yaml``);
+        # one named on its own runs only its own cases.
+        registry.add_tests_file(path, inline=walked)
     return Discovery(suites=registry.suites())
 
 
@@ -176,7 +182,8 @@ def select(cases: Sequence[PolicyCase], pattern: str | re.Pattern[str] | None) -
     return tuple(case for case in cases if regex.search(case.id))
 
 
-def _expand(paths: Iterable[str | Path]) -> Iterator[Path]:
+def _expand(paths: Iterable[str | Path]) -> Iterator[tuple[Path, bool]]:
+    """Yield each file once, with whether it was found by walking a folder."""
     seen: set[Path] = set()
     for raw in paths:
         path = Path(raw)
@@ -186,7 +193,7 @@ def _expand(paths: Iterable[str | Path]) -> Iterator[Path]:
             key = found.resolve()
             if key not in seen:
                 seen.add(key)
-                yield found
+                yield found, path.is_dir()
 
 
 def _walk(folder: Path) -> Iterator[Path]:
@@ -206,20 +213,22 @@ class _Registry:
         self._paths: dict[Path, Path] = {}  # resolved -> as given, for messages
         self._cases: dict[Path, list[PolicyCase]] = {}
 
-    def load(self, path: Path) -> Policy:
+    def load(self, path: Path, *, inline: bool = True) -> Policy:
+        """Load a policy once; ``inline=False`` when it is only needed by a tests file named on its own."""
         key = path.resolve()
         if key not in self._policies:
             policy = load_policy(path)
             self._policies[key] = policy
             self._paths[key] = path
             self._cases[key] = []
-            for index, test in enumerate(policy.tests):
-                self._attach(key, test, path, _test_lines(path).get(index))
+            if inline:
+                for index, test in enumerate(policy.tests):
+                    self._attach(key, test, path, _test_lines(path).get(index))
         return self._policies[key]
 
-    def add_tests_file(self, path: Path) -> None:
+    def add_tests_file(self, path: Path, *, inline: bool = False) -> None:
         data, lines = _read_tests_file(path)
-        policy_path = self._policy_for(path, data.get("policy"))
+        policy_path = self._policy_for(path, data.get("policy"), inline=inline)
         key = policy_path.resolve()
         for index, item in enumerate(data["tests"]):
             test = _parse_test(item, path, lines.get(index), index)
@@ -245,7 +254,7 @@ class _Registry:
         case = PolicyCase(policy=policy, policy_path=self._paths[key], test=test, file=file, line=line)
         self._cases[key].append(case)
 
-    def _policy_for(self, tests_file: Path, named: object) -> Path:
+    def _policy_for(self, tests_file: Path, named: object, *, inline: bool) -> Path:
         if named is not None and not isinstance(named, str):
             raise PolicyValidationError("'policy' must be a policy name or a path", file=str(tests_file))
         folder = tests_file.parent
@@ -253,14 +262,14 @@ class _Registry:
             target = folder / named
             if not target.is_file():
                 raise PolicyValidationError(f"policy file {named!r} not found", file=str(tests_file))
-            self.load(target)
+            self.load(target, inline=inline)
             return target
         stem = tests_file.name.rsplit("_test.", 1)[0]
         candidates = [folder / f"{stem}{ext}" for ext in (".yaml", ".yml", ".json")]
         candidates += [folder / name for name in _POLICY_NAMES]
         for candidate in candidates:
             if candidate.is_file() and not is_test_file(candidate):
-                policy = self.load(candidate)
+                policy = self.load(candidate, inline=inline)
                 if named and policy.name != named:
                     continue
                 return candidate
@@ -282,9 +291,7 @@ def _read_tests_file(path: Path) -> tuple[dict[str, Any], dict[int, int]]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        raise PolicyValidationError(f"not valid YAML: {exc}", file=str(path), line=line) from exc
+        raise yaml_error(exc, str(path)) from exc
     if not isinstance(data, dict):
         raise PolicyValidationError(
             "a tests file must be a mapping with a 'tests:' list", file=str(path), line=1
@@ -299,6 +306,15 @@ def _read_tests_file(path: Path) -> tuple[dict[str, Any], dict[int, int]]:
     if not isinstance(data.get("tests"), list):
         raise PolicyValidationError("'tests' must be a list of cases", file=str(path), field="tests")
     return data, _item_lines(text)
+
+
+def yaml_error(exc: yaml.YAMLError, file: str) -> PolicyValidationError:
+    """Turn a PyYAML error into a :class:`PolicyValidationError` with the file, line and column."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    line = mark.line + 1 if mark is not None else None
+    column = mark.column + 1 if mark is not None else None
+    return PolicyValidationError(f"not valid YAML: {problem}", file=file, line=line, column=column)
 
 
 def _parse_test(item: Any, path: Path, line: int | None, index: int) -> PolicyTest:

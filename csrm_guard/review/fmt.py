@@ -26,7 +26,7 @@ from csrm_guard._compat import require
 from csrm_guard.errors import PolicyError, PolicyValidationError
 from csrm_guard.policy.schema import AuditSettings, CategoryRule, Policy, PolicyTest, Rule, StageSettings
 from csrm_guard.policy.taxonomy import load_taxonomy
-from csrm_guard.review.discover import is_policy_file, is_test_file
+from csrm_guard.review.discover import is_policy_file, is_test_file, yaml_error
 
 __all__ = ["FileKind", "FormatResult", "find_files", "format_file", "format_paths", "format_text"]
 
@@ -166,9 +166,7 @@ def _parse_plain(text: str, filename: str) -> Any:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        raise PolicyValidationError(f"not valid YAML: {exc}", file=filename, line=line) from exc
+        raise yaml_error(exc, filename) from exc
     if not isinstance(data, dict):
         raise PolicyValidationError("the file must hold a mapping", file=filename, line=1)
     return data

@@ -23,6 +23,7 @@ __all__ = [
     "TestFormat",
     "decision_json",
     "decision_summary",
+    "failure_details",
     "format_test_run",
     "to_json",
     "to_junit",
@@ -84,13 +85,13 @@ def _text_case(result: CaseResult) -> Iterator[str]:
     yield f"  {_MARK[result.status]} {case.id}  ({case.test.judged_stage}, expect {case.test.expect})"
     if result.passed:
         return
-    yield f"        at {case.location}"
-    for detail in _details(result):
+    for detail in failure_details(result):
         yield f"        {detail}"
 
 
-def _details(result: CaseResult) -> list[str]:
-    details = list(result.failures)
+def failure_details(result: CaseResult) -> list[str]:
+    """Lines explaining a failed or errored case: where it is, what went wrong, the decision, the note."""
+    details = [f"at {result.case.location}", *result.failures]
     if result.error is not None:
         details.append(result.error)
     if result.decision is not None:
@@ -227,4 +228,4 @@ def _junit_case(suite: ET.Element, result: CaseResult) -> None:
     tag, kind = ("error", "PolicyTestError") if result.status == "error" else ("failure", "PolicyTestFailure")
     message = result.error if result.error is not None else "; ".join(result.failures)
     detail = ET.SubElement(element, tag, {"message": message, "type": kind})
-    detail.text = "\n".join([f"at {case.location}", *_details(result)])
+    detail.text = "\n".join(failure_details(result))

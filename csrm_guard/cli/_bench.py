@@ -1,0 +1,433 @@
+"""The measurements behind ``csrm-guard bench``: check latency against the ONNX floor, in one run.
+
+Every figure is reported next to the *floor* measured in the same process a moment earlier: one ``session.run``
+of the bundle's graph at batch 1 over an input as long as the check's model input. Ratios to the floor are what
+compare across machines; absolute milliseconds on a shared machine do not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from csrm_guard.guard import Guard
+from csrm_guard.model import OnnxScorer
+from csrm_guard.model.encode import Encoder
+from csrm_guard.model.session import OUTPUT_NAMES, dummy_inputs
+from csrm_guard.policy import Policy, StageSettings
+
+__all__ = ["BenchConfig", "bench_policy", "make_messages", "run_bench"]
+
+_FILLER = (
+    "the customer asked about their order and the assistant explained shipping times refunds warranty policy "
+    "store hours account settings password reset billing cycle weather travel plans recipe ingredients history "
+    "of the city museum opening times library card homework question about photosynthesis and the water cycle"
+)
+_WORDS = tuple(_FILLER.split())
+_TOPICS = (
+    "medical dosage advice",
+    "legal advice about contracts",
+    "cryptocurrency investment tips",
+    "competitor products",
+    "political campaign endorsements",
+    "gambling odds",
+    "tax avoidance schemes",
+    "dating advice",
+    "diet pills",
+    "astrology predictions",
+    "car repair instructions",
+    "lottery numbers",
+    "stock picks",
+    "insurance claims",
+    "sports betting",
+    "religious conversion",
+    "real estate pricing",
+    "travel visas",
+    "pet medication",
+    "home security bypass",
+    "loan approvals",
+    "prescription refills",
+    "exam answers",
+    "celebrity gossip",
+)
+_VERBS = (
+    "give",
+    "discuss",
+    "recommend",
+    "promise",
+    "speculate about",
+    "offer opinions on",
+    "share details of",
+)
+_LONG_TIMEOUT = (
+    600_000  # the bench measures latency; a stage timeout must never turn a slow check into a failure
+)
+
+
+@dataclass(frozen=True, slots=True)
+class BenchConfig:
+    """What one bench run measures.
+
+    Attributes:
+        bundle: Bundle folder (``None``: the shipped default bundle).
+        policy: The policy for the "default policy" rows.
+        providers: Execution providers for the scorer.
+        threads: Intra-op threads (``None``: onnxruntime's default).
+        iterations: Timed checks per cell (policies of 50+ clauses use half).
+        lengths: Transcript lengths in tokens.
+        sizes: Policy sizes (custom rules) for the latency-vs-size rows.
+        callers: Concurrent async callers.
+        top_k: The scorer's retrieval ``top_k``.
+        startup: Measure import, first check and peak RSS in a fresh subprocess.
+    """
+
+    bundle: Path | None
+    policy: Policy
+    providers: str = "auto"
+    threads: int | None = None
+    iterations: int = 20
+    lengths: tuple[int, ...] = (64, 256, 512)
+    sizes: tuple[int, ...] = (1, 10, 50, 200)
+    callers: tuple[int, ...] = (1, 8, 64)
+    top_k: int | None = 20
+    startup: bool = True
+
+
+def _stats(samples_ms: list[float]) -> dict[str, float]:
+    values = np.asarray(samples_ms, dtype=np.float64)
+    p50, p90, p99 = np.percentile(values, [50, 90, 99])
+    return {"p50_ms": float(p50), "p90_ms": float(p90), "p99_ms": float(p99), "n": len(samples_ms)}
+
+
+def _time(call: Callable[[], object], iterations: int, warmup: int = 2) -> list[float]:
+    for _ in range(warmup):
+        call()
+    samples = []
+    for _ in range(iterations):
+        start = time.perf_counter()
+        call()
+        samples.append((time.perf_counter() - start) * 1000.0)
+    return samples
+
+
+def make_messages(encoder: Encoder, tokens: int, stage: str) -> tuple[list[dict[str, str]], str | None]:
+    """A conversation whose rendered transcript is about ``tokens`` tokens long (judged turn last)."""
+    from csrm_guard.policy.render import render_transcript  # noqa: PLC0415 - only the bench needs it here
+
+    def build(words: int) -> tuple[list[dict[str, str]], str | None]:
+        text = " ".join(_WORDS[i % len(_WORDS)] for i in range(words))
+        if stage == "input":
+            return [{"role": "user", "content": text}], None
+        return [{"role": "user", "content": "Can you help me with a question?"}], text
+
+    def count(words: int) -> int:
+        messages, response = build(words)
+        transcript = render_transcript(messages, stage=stage, response=response)  # type: ignore[arg-type]
+        return len(encoder.tokenizer.encode(transcript, add_special_tokens=False).ids)
+
+    low, high = 1, tokens * 2
+    while low < high:
+        middle = (low + high) // 2
+        if count(middle) < tokens:
+            low = middle + 1
+        else:
+            high = middle
+    return build(low)
+
+
+def bench_policy(rules: int) -> Policy:
+    """A policy with ``rules`` distinct custom rules (hard-limit categories come with every policy)."""
+    texts = [
+        f"The assistant must not {_VERBS[n % len(_VERBS)]} {_TOPICS[n % len(_TOPICS)]}"
+        + (f" in context {n // len(_TOPICS)}." if n >= len(_TOPICS) else ".")
+        for n in range(rules)
+    ]
+    return _patient(
+        Policy(name=f"bench-{rules}", rules=[{"id": f"rule-{n}", "text": t} for n, t in enumerate(texts)])
+    )
+
+
+def _patient(policy: Policy) -> Policy:
+    stages = {
+        stage: StageSettings(**{**getattr(policy, stage).model_dump(), "timeout_ms": _LONG_TIMEOUT})
+        for stage in ("input", "output")
+    }
+    return policy.model_copy(update=stages)
+
+
+def _floor(scorer: OnnxScorer, length: int, iterations: int) -> dict[str, float]:
+    feeds = dummy_inputs(1, length)
+    samples = _time(lambda: scorer.session.run(list(OUTPUT_NAMES), feeds), iterations, warmup=3)
+    return {"input_length": length, **_stats(samples)}
+
+
+def _input_length(
+    scorer: OnnxScorer, messages: list[dict[str, str]], response: str | None, stage: str
+) -> int:
+    from csrm_guard.policy.render import render_transcript  # noqa: PLC0415
+
+    transcript = render_transcript(messages, stage=stage, response=response)  # type: ignore[arg-type]
+    ids = scorer.encoder.transcript_ids([transcript])[0]
+    query = scorer.encoder.clause_ids(scorer.bundle.manifest.taxonomy_query)
+    return len(scorer.encoder.row(query, ids).ids)
+
+
+def _check(
+    guard: Guard, stage: str, messages: list[dict[str, str]], response: str | None
+) -> Callable[[], object]:
+    if stage == "input":
+        return lambda: guard.check_input(messages)
+    return lambda: guard.check_output(messages, response or "")
+
+
+def run_bench(config: BenchConfig, progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+    """Run every measurement and return a JSON-ready report (see ``docs/performance.md``)."""
+    started = time.perf_counter()
+    scorer = OnnxScorer.load(
+        config.bundle, providers=config.providers, threads=config.threads, top_k=config.top_k
+    )
+    report: dict[str, Any] = {"machine": _machine(scorer), "bundle": _bundle_info(scorer)}
+    conversations = {
+        (stage, tokens): make_messages(scorer.encoder, tokens, stage)
+        for tokens in config.lengths
+        for stage in ("input", "output")
+    }
+    floors: dict[int, dict[str, float]] = {}
+    default = Guard(_patient(config.policy), scorer=scorer)
+    rows = []
+    for tokens in config.lengths:
+        progress(f"floor and default policy at {tokens} tokens")
+        for stage in ("input", "output"):
+            messages, response = conversations[(stage, tokens)]
+            length = _input_length(scorer, messages, response, stage)
+            floors.setdefault(length, _floor(scorer, length, config.iterations * 2))
+            cell = _stats(_time(_check(default, stage, messages, response), config.iterations))
+            rows.append(
+                {
+                    "stage": stage,
+                    "tokens": tokens,
+                    "input_length": length,
+                    **cell,
+                    "ratio": cell["p50_ms"] / floors[length]["p50_ms"],
+                    "passes": _passes(scorer, default, stage, messages, response),
+                }
+            )
+    report["floor"] = [floors[length] for length in sorted(floors)]
+    report["default_policy"] = {"name": config.policy.name, "checks": rows}
+    report["policy_sizes"] = _sizes(scorer, config, conversations, floors, progress)
+    report["concurrency"] = asyncio.run(
+        _concurrency(scorer, default, config, conversations, floors, progress=progress)
+    )
+    default.close()
+    scorer.close()
+    if config.startup:
+        progress("import, first check and peak RSS in a fresh process")
+        report["startup"] = _startup(config, conversations)
+    report["targets"] = _targets(report)
+    report["elapsed_s"] = time.perf_counter() - started
+    return report
+
+
+def _passes(scorer: OnnxScorer, guard: Guard, stage: str, messages: Any, response: str | None) -> int:
+    verdict = scorer.score(guard.core.prepare(stage, messages, response))  # type: ignore[arg-type]
+    taxonomy = any(score.severity is not None for score in verdict.scores)
+    return int(taxonomy) + sum(1 for score in verdict.scores if score.severity is None)
+
+
+def _sizes(
+    scorer: OnnxScorer, config: BenchConfig, conversations: Any, floors: Any, progress: Any
+) -> list[Any]:
+    tokens = 256 if 256 in config.lengths else config.lengths[0]
+    rows = []
+    for size in config.sizes:
+        progress(f"policy of {size} rules")
+        guard = Guard(bench_policy(size), scorer=scorer)
+        iterations = config.iterations if size < 50 else max(3, config.iterations // 2)
+        for stage in ("input", "output"):
+            messages, response = conversations[(stage, tokens)]
+            length = _input_length(scorer, messages, response, stage)
+            cell = _stats(_time(_check(guard, stage, messages, response), iterations, warmup=1))
+            rows.append(
+                {
+                    "rules": size,
+                    "clauses": len(guard.core.rendered.for_stage(stage)),
+                    "stage": stage,
+                    "tokens": tokens,
+                    "passes": _passes(scorer, guard, stage, messages, response),
+                    **cell,
+                    "ratio": cell["p50_ms"] / floors[length]["p50_ms"],
+                }
+            )
+        guard.close()
+    return rows
+
+
+async def _concurrency(
+    scorer: OnnxScorer, guard: Guard, config: BenchConfig, conversations: Any, floors: Any, *, progress: Any
+) -> list[Any]:
+    tokens = 256 if 256 in config.lengths else config.lengths[0]
+    messages, response = conversations[("output", tokens)]
+    floor = floors[_input_length(scorer, messages, response, "output")]["p50_ms"]
+    single = await _throughput(
+        lambda: guard.acheck_output(messages, response or ""), 1, max(8, config.iterations)
+    )
+    rows = []
+    for callers in config.callers:
+        progress(f"{callers} concurrent async callers")
+        per_caller = (
+            max(2, (4 * max(config.callers)) // callers) if callers > 1 else max(8, config.iterations)
+        )
+        result = await _throughput(lambda: guard.acheck_output(messages, response or ""), callers, per_caller)
+        result.update(
+            callers=callers,
+            floor_rps=1000.0 / floor,
+            ratio=result["throughput_rps"] * floor / 1000.0,
+            vs_single_check=result["throughput_rps"] / single["throughput_rps"],
+        )
+        rows.append(result)
+    return rows
+
+
+async def _throughput(call: Callable[[], Awaitable[Any]], callers: int, per_caller: int) -> dict[str, Any]:
+    latencies: list[float] = []
+    errors = 0
+
+    async def worker() -> None:
+        nonlocal errors
+        for _ in range(per_caller):
+            start = time.perf_counter()
+            decision = await call()
+            latencies.append((time.perf_counter() - start) * 1000.0)
+            errors += decision.error is not None
+
+    await asyncio.gather(*(worker() for _ in range(min(callers, 4))))  # warm the worker and the event loop
+    latencies.clear()
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(callers)))
+    elapsed = time.perf_counter() - started
+    return {
+        "requests": len(latencies),
+        "errors": errors,
+        "throughput_rps": len(latencies) / elapsed,
+        **_stats(latencies),
+    }
+
+
+_STARTUP_SCRIPT = """
+import json, resource, sys, time
+start = time.perf_counter()
+import csrm_guard
+from csrm_guard.guard import Guard
+from csrm_guard.policy import Policy
+imported = time.perf_counter()
+args = json.loads(sys.argv[1])
+guard = Guard(Policy.model_validate(args["policy"]), model=args["bundle"])
+decision = guard.check_input(args["messages"])
+ready = time.perf_counter()
+rss_ready = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+for _ in range(5):
+    guard.check_output(args["long_messages"], args["long_response"])
+import asyncio
+async def burst():
+    await asyncio.gather(*(guard.acheck_output(args["long_messages"], args["long_response"]) for _ in range(64)))
+asyncio.run(burst())
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"import_s": imported - start, "ready_s": ready - start, "first_check_ok": decision.error is None,
+                  "rss_ready_mb": rss_ready / 1024, "peak_rss_mb": peak / 1024}))
+"""
+
+
+def _startup(config: BenchConfig, conversations: Any) -> dict[str, Any]:
+    short = conversations[("input", config.lengths[0])][0]
+    long_messages, long_response = conversations[("output", config.lengths[-1])]
+    from csrm_guard.model.bundle import default_bundle_path  # noqa: PLC0415
+
+    args = {
+        "policy": _patient(config.policy).model_dump(mode="json"),
+        "bundle": str(config.bundle or default_bundle_path()),
+        "messages": short,
+        "long_messages": long_messages,
+        "long_response": long_response,
+    }
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    completed = subprocess.run(  # noqa: S603 - our own interpreter and script
+        [sys.executable, "-c", _STARTUP_SCRIPT, json.dumps(args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=600,
+    )
+    if completed.returncode != 0:
+        return {"error": completed.stderr.strip().splitlines()[-1:] or ["failed"]}
+    result: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _machine(scorer: OnnxScorer) -> dict[str, Any]:
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "providers": scorer.providers,
+        "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+    }
+
+
+def _bundle_info(scorer: OnnxScorer) -> dict[str, Any]:
+    manifest = scorer.bundle.manifest
+    return {
+        "model_id": scorer.model_id,
+        "quantization": manifest.quantization,
+        "max_length": manifest.max_length,
+        "path": str(scorer.bundle.path),
+        "top_k": scorer.top_k,
+    }
+
+
+def _targets(report: dict[str, Any]) -> list[dict[str, Any]]:
+    targets = []
+    checks = report["default_policy"]["checks"]
+    output_256 = next((row for row in checks if row["stage"] == "output" and row["tokens"] == 256), None)
+    if output_256:
+        targets.append(
+            _target("default policy, 256 tokens, check_output p50 / floor", output_256["ratio"], 1.5)
+        )
+    sizes = [row for row in report["policy_sizes"] if row["rules"] == 200]
+    if sizes:
+        targets.append(
+            _target("200-clause policy p50 / floor (worst stage)", max(r["ratio"] for r in sizes), 3.0)
+        )
+    many = [row for row in report["concurrency"] if row["callers"] == 64]
+    if many:
+        row = many[0]
+        targets.append(
+            _target("64 async callers throughput / floor single-stream", row["ratio"], 0.9, at_least=True)
+        )
+        targets.append(_target("64 async callers errors", row["errors"], 0))
+    startup = report.get("startup", {})
+    if "ready_s" in startup:
+        targets.append(_target("import + first Guard ready (s)", startup["ready_s"], 1.0))
+        targets.append(_target("peak RSS (MB)", startup["peak_rss_mb"], 300.0))
+    return targets
+
+
+def _target(name: str, value: float, bound: float, *, at_least: bool = False) -> dict[str, Any]:
+    met = value >= bound if at_least else value <= bound
+    return {
+        "name": name,
+        "value": value,
+        "target": f"{'>=' if at_least else '<='} {bound:g}",
+        "met": bool(met),
+    }

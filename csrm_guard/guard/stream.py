@@ -34,7 +34,7 @@ from csrm_guard.guard._core import Decision
 if TYPE_CHECKING:
     from csrm_guard.guard.guard import Guard
 
-__all__ = ["AsyncGuardedStream", "GuardedStream", "HoldBack"]
+__all__ = ["AsyncGuardedStream", "GuardedStream", "HoldBack", "StreamFeeder"]
 
 logger = logging.getLogger(__name__)
 
@@ -277,3 +277,38 @@ class AsyncGuardedStream(_StreamBase[T]):
             if callable(aclose):
                 with contextlib.suppress(RuntimeError):  # already running or closed elsewhere
                     await aclose()
+
+
+class StreamFeeder(_StreamBase[T]):
+    """A push-style async driver, for code that receives chunks in callbacks (an ASGI ``send``).
+
+    Call :meth:`afeed` with each chunk and :meth:`afinish` at the end; each returns the items to release now.
+    Once the stream has ended (``decision`` set), further chunks are dropped.
+
+    Raises:
+        ViolationError: From :meth:`afeed` or :meth:`afinish` when a window is blocked.
+    """
+
+    async def afeed(self, item: T) -> list[T]:
+        """Hold ``item``; return what a check (if one was due) released."""
+        if self.decision is not None:
+            return []
+        if self._window.feed(item, self._text_of(item)):
+            return self._verdict(await self._acheck())
+        return []
+
+    async def afinish(self) -> list[T]:
+        """Check what is still held at the end of the stream; return what may be released."""
+        if self.decision is not None:
+            return []
+        released = self._verdict(await self._acheck()) if self._window.finish() else []
+        self._settle()
+        return released
+
+    @property
+    def ended(self) -> bool:
+        """Whether the stream was cut (or finished); no more items will be released."""
+        return self.decision is not None
+
+    async def _acheck(self) -> Decision:
+        return await self.guard._adecide("output", self.messages, self._window.text, self.request_id)

@@ -1,5 +1,7 @@
-"""``csrm-guard data``: build the training data (``data build``) and measure weak severity labels
-(``data severity-agreement``).
+"""``csrm-guard data``: build the training data and measure the weak severity labels.
+
+``data build`` writes the splits, augmented sets, benchmarks and the data card; ``data severity-agreement``
+compares weak severity labels with the hand-labelled sample.
 
 The training modules are imported inside the handlers, so ``csrm-guard --help`` stays light.
 """
@@ -23,19 +25,34 @@ def register(subparsers: Any) -> None:
     commands = parser.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
 
     build = commands.add_parser("build", help="build splits, augmented sets, benchmarks and the data card")
-    build.add_argument("--data-dir", type=Path, default=Path("../shared/data"),
-                       help="folder holding the data sets (default: ../shared/data)")
-    build.add_argument("--out", type=Path, default=Path("data_build"), help="output folder (default: data_build)")
+    build.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("../shared/data"),
+        help="folder holding the data sets (default: ../shared/data)",
+    )
+    build.add_argument(
+        "--out", type=Path, default=Path("data_build"), help="output folder (default: data_build)"
+    )
     build.add_argument("--seed", type=int, default=13, help="build seed (default: 13)")
     build.add_argument("--no-progress", action="store_true", help="hide progress bars")
     build.set_defaults(handler=_build)
 
-    agree = commands.add_parser("severity-agreement",
-                                help="compare weak severity labels with a hand-labelled sample")
-    agree.add_argument("--sample", type=Path, default=Path("benchmarks/severity/sample.jsonl"),
-                       help="hand-labelled JSONL rows with example_id, category and severity")
-    agree.add_argument("--build-dir", type=Path, default=Path("data_build"),
-                       help="the data build holding examples.jsonl (default: data_build)")
+    agree = commands.add_parser(
+        "severity-agreement", help="compare weak severity labels with a hand-labelled sample"
+    )
+    agree.add_argument(
+        "--sample",
+        type=Path,
+        default=Path("benchmarks/severity/sample.jsonl"),
+        help="hand-labelled JSONL rows with example_id, category and severity",
+    )
+    agree.add_argument(
+        "--build-dir",
+        type=Path,
+        default=Path("data_build"),
+        help="the data build holding examples.jsonl (default: data_build)",
+    )
     agree.add_argument("--format", choices=("text", "json"), default="text")
     agree.set_defaults(handler=_agreement)
 
@@ -57,8 +74,10 @@ def _agreement(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps(result, indent=2))
         return 0
-    print(f"items: {result['n']}  exact: {result['exact']:.3f}  within one level: {result['within_one']:.3f}  "
-          f"quadratic kappa: {result['kappa']:.3f}  any-severity agreement: {result['binary_accuracy']:.3f}")
+    print(
+        f"items: {result['n']}  exact: {result['exact']:.3f}  within one level: {result['within_one']:.3f}  "
+        f"quadratic kappa: {result['kappa']:.3f}  any-severity agreement: {result['binary_accuracy']:.3f}"
+    )
     print("confusion (rows = hand none/low/moderate/high, columns = weak):")
     for name, row in zip(("none", "low", "moderate", "high"), result["confusion"], strict=True):
         print(f"  {name:>8}: " + " ".join(f"{n:4d}" for n in row))

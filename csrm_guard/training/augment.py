@@ -73,8 +73,13 @@ def heldout_phrasings(seeds: Sequence[SeedRule] = ()) -> frozenset[str]:
     data = _phrasings()
     cats = {f"{c}/{p}" for c in data["categories"] for p in data["heldout"]}
     guides = {f"guideline:{c}" for c in cats}
-    return frozenset(cats | guides | _GENERIC_HELDOUT | business_rules.heldout_phrasings()
-                     | business_rules.seed_heldout(seeds))
+    return frozenset(
+        cats
+        | guides
+        | _GENERIC_HELDOUT
+        | business_rules.heldout_phrasings()
+        | business_rules.seed_heldout(seeds)
+    )
 
 
 def _description(category: str, phrasing: str) -> str | None:
@@ -101,16 +106,21 @@ class Augmenter:
     """
 
     def __init__(self, seeds: Sequence[SeedRule] = (), *, seed: int = 13) -> None:
-        self._seeds = [s for s in seeds if s.family in ("no_commas", "lowercase", "uppercase")
-                       or (s.family == "max_words" and s.number <= 200)]
+        self._seeds = [
+            s
+            for s in seeds
+            if s.family in ("no_commas", "lowercase", "uppercase")
+            or (s.family == "max_words" and s.number <= 200)
+        ]
         self._seed = seed
 
     def rng(self, example: Example, purpose: str) -> random.Random:
         """A generator seeded by the build seed, the example id and ``purpose``."""
-        return random.Random(f"{self._seed}\0{example.id}\0{purpose}")
+        return random.Random(f"{self._seed}\0{example.id}\0{purpose}")  # noqa: S311 - data sampling, not crypto
 
-    def clause_rows(self, example: Example, *, heldout_ok: bool, limit: int,
-                    force_heldout: bool = False) -> list[dict[str, Any]]:
+    def clause_rows(
+        self, example: Example, *, heldout_ok: bool, limit: int, force_heldout: bool = False
+    ) -> list[dict[str, Any]]:
         """Return up to ``limit`` clause rows for ``example``, the label-defining row first.
 
         Args:
@@ -141,8 +151,18 @@ class Augmenter:
             rng.shuffle(core)
         else:
             core = [self._violated] if example.categories else [self._generic]
-        rest = [self._allowed, self._below, self._irrelevant, self._guideline, self._generic, self._rule,
-                self._rule, self._violated, self._irrelevant, self._safe_topic]
+        rest = [
+            self._allowed,
+            self._below,
+            self._irrelevant,
+            self._guideline,
+            self._generic,
+            self._rule,
+            self._rule,
+            self._violated,
+            self._irrelevant,
+            self._safe_topic,
+        ]
         rng.shuffle(rest)
         return core + rest
 
@@ -154,24 +174,56 @@ class Augmenter:
             ids = [p for p in ids if p in _phrasings()["heldout"]] or ids
         return rng.choice(ids)
 
-    def _row(self, example: Example, clause: str, kind: str, label: int, *, category: str | None,
-             phrasing: str, augmentation: str, transcript: str | None = None) -> dict[str, Any]:
+    def _row(
+        self,
+        example: Example,
+        clause: str,
+        kind: str,
+        label: int,
+        *,
+        category: str | None,
+        phrasing: str,
+        augmentation: str,
+        transcript: str | None = None,
+    ) -> dict[str, Any]:
         return {
-            "id": "", "conversation_id": example.conversation_id, "source": example.source, "stage": example.stage,
-            "clause": clause, "clause_kind": kind, "category": category,
-            "transcript": transcript or _transcript(example), "label": label, "phrasing": phrasing,
+            "id": "",
+            "conversation_id": example.conversation_id,
+            "source": example.source,
+            "stage": example.stage,
+            "clause": clause,
+            "clause_kind": kind,
+            "category": category,
+            "transcript": transcript or _transcript(example),
+            "label": label,
+            "phrasing": phrasing,
             "augmentation": augmentation,
         }
 
-    def _category_row(self, example: Example, rng: random.Random, category: str, max_rank: int,
-                      augmentation: str, heldout_ok: bool, force: bool) -> dict[str, Any] | None:
+    def _category_row(  # noqa: PLR0917 - private helper called positionally by every row maker
+        self,
+        example: Example,
+        rng: random.Random,
+        category: str,
+        max_rank: int,
+        augmentation: str,
+        heldout_ok: bool,
+        force: bool,
+    ) -> dict[str, Any] | None:
         level = example.severity.get(category, -1)
         if level < 0 or max_rank > _ceiling(category):
             return None
         phrasing = self._pick(category, rng, heldout_ok, force)
         clause = category_clause(category, phrasing, Severity.from_rank(max_rank))
-        return self._row(example, clause, "category", int(level > max_rank), category=category,
-                         phrasing=f"{category}/{phrasing}", augmentation=augmentation)
+        return self._row(
+            example,
+            clause,
+            "category",
+            int(level > max_rank),
+            category=category,
+            phrasing=f"{category}/{phrasing}",
+            augmentation=augmentation,
+        )
 
     def _violated(self, ex: Example, rng: random.Random, ok: bool, force: bool) -> dict[str, Any] | None:
         if not ex.categories:
@@ -186,15 +238,18 @@ class Augmenter:
         low = max(ex.severity[category], 1)
         if low > _ceiling(category):
             return None
-        return self._category_row(ex, rng, category, rng.randint(low, _ceiling(category)), "cca:allowed", ok, force)
+        return self._category_row(
+            ex, rng, category, rng.randint(low, _ceiling(category)), "cca:allowed", ok, force
+        )
 
     def _below(self, ex: Example, rng: random.Random, ok: bool, force: bool) -> dict[str, Any] | None:
         known = [c for c in ex.categories if ex.severity.get(c, 0) >= 2]
         if not known:
             return None
         category = rng.choice(known)
-        return self._category_row(ex, rng, category, rng.randint(1, ex.severity[category] - 1),
-                                  "cca:above_threshold", ok, force)
+        return self._category_row(
+            ex, rng, category, rng.randint(1, ex.severity[category] - 1), "cca:above_threshold", ok, force
+        )
 
     def _safe_topic(self, ex: Example, rng: random.Random, ok: bool, force: bool) -> dict[str, Any] | None:
         if not ex.topics or ex.harmful:
@@ -220,8 +275,15 @@ class Augmenter:
         text = _description(category, phrasing) or load_taxonomy().get(category).description
         title = load_taxonomy().get(category).title
         clause = render_guideline_clause(f"{title} is not permitted. {text}")
-        return self._row(ex, clause, "guideline", int(ex.severity[category] > 0), category=category,
-                         phrasing=f"guideline:{category}/{phrasing}", augmentation="cca:guideline")
+        return self._row(
+            ex,
+            clause,
+            "guideline",
+            int(ex.severity[category] > 0),
+            category=category,
+            phrasing=f"guideline:{category}/{phrasing}",
+            augmentation="cca:guideline",
+        )
 
     def _generic(self, ex: Example, rng: random.Random, ok: bool, force: bool) -> dict[str, Any] | None:
         ids = sorted(GENERIC_RULES)
@@ -230,12 +292,22 @@ class Augmenter:
         elif not ok:
             ids = [i for i in ids if f"generic/{i}" not in _GENERIC_HELDOUT]
         rule = rng.choice(ids)
-        return self._row(ex, render_rule_clause(GENERIC_RULES[rule]), "rule", int(ex.harmful), category=None,
-                         phrasing=f"generic/{rule}", augmentation="cca:generic")
+        return self._row(
+            ex,
+            render_rule_clause(GENERIC_RULES[rule]),
+            "rule",
+            int(ex.harmful),
+            category=None,
+            phrasing=f"generic/{rule}",
+            augmentation="cca:generic",
+        )
 
     def _rule(self, ex: Example, rng: random.Random, ok: bool, force: bool) -> dict[str, Any] | None:
-        names = [f for f in business_rules.families(ex.stage) if ok or force or f not in
-                 business_rules.heldout_families()]
+        names = [
+            f
+            for f in business_rules.families(ex.stage)
+            if ok or force or f not in business_rules.heldout_families()
+        ]
         if force:
             names = [f for f in names if f in business_rules.heldout_families()] or names
         if ex.stage == "output" and self._seeds and rng.random() < 0.2:
@@ -243,9 +315,16 @@ class Augmenter:
         else:
             case = business_rules.rule_case(rng.choice(names), ex.judged, rng, allow_heldout=ok or force)
         transcript = _transcript(ex, case.judged) if case.injected else None
-        return self._row(ex, render_rule_clause(case.text), "rule", case.label, category=None,
-                         phrasing=case.phrasing, augmentation="cca:rule_injected" if case.injected else "cca:rule",
-                         transcript=transcript)
+        return self._row(
+            ex,
+            render_rule_clause(case.text),
+            "rule",
+            case.label,
+            category=None,
+            phrasing=case.phrasing,
+            augmentation="cca:rule_injected" if case.injected else "cca:rule",
+            transcript=transcript,
+        )
 
     def pair_row(self, example: Example, *, heldout_ok: bool) -> dict[str, Any] | None:
         """Return one strictness pair whose order the labels guarantee, or ``None``.
@@ -254,25 +333,43 @@ class Augmenter:
         the laxer one at least v (not violated), both in the same phrasing.
         """
         rng = self.rng(example, "pairs")
-        known = [c for c in sorted(example.severity) if example.severity[c] >= 1 and
-                 example.severity[c] <= _ceiling(c)]
+        known = [
+            c
+            for c in sorted(example.severity)
+            if example.severity[c] >= 1 and example.severity[c] <= _ceiling(c)
+        ]
         if not known:
             return None
         category = rng.choice(known)
         level = example.severity[category]
         phrasing = self._pick(category, rng, heldout_ok, False)
         stricter = category_clause(category, phrasing, Severity.from_rank(rng.randint(0, level - 1)))
-        laxer = category_clause(category, phrasing, Severity.from_rank(rng.randint(level, _ceiling(category))))
-        return {"id": f"{example.id}#p0", "conversation_id": example.conversation_id, "source": example.source,
-                "transcript": _transcript(example), "stricter": stricter, "laxer": laxer, "category": category}
+        laxer = category_clause(
+            category, phrasing, Severity.from_rank(rng.randint(level, _ceiling(category)))
+        )
+        return {
+            "id": f"{example.id}#p0",
+            "conversation_id": example.conversation_id,
+            "source": example.source,
+            "transcript": _transcript(example),
+            "stricter": stricter,
+            "laxer": laxer,
+            "category": category,
+        }
 
     def taxonomy_row(self, example: Example) -> dict[str, Any] | None:
         """Return the taxonomy (severity head) row, or ``None`` when no category's severity is known."""
         vector = example.severity_vector()
         if all(v < 0 for v in vector.values()):
             return None
-        return {"id": f"{example.id}#t0", "conversation_id": example.conversation_id, "source": example.source,
-                "stage": example.stage, "transcript": _transcript(example), "severity": vector}
+        return {
+            "id": f"{example.id}#t0",
+            "conversation_id": example.conversation_id,
+            "source": example.source,
+            "stage": example.stage,
+            "transcript": _transcript(example),
+            "severity": vector,
+        }
 
 
 def _transcript(example: Example, judged: str | None = None) -> str:
@@ -293,6 +390,17 @@ def _irrelevant_categories(example: Example) -> list[str]:
 
 
 def _with_severity(example: Example, severity: dict[str, int]) -> Example:
-    return Example(example.id, example.conversation_id, example.source, example.messages, example.stage,
-                   example.harmful, example.categories, example.topics, severity, example.refusal, example.lang,
-                   example.meta)
+    return Example(
+        example.id,
+        example.conversation_id,
+        example.source,
+        example.messages,
+        example.stage,
+        example.harmful,
+        example.categories,
+        example.topics,
+        severity,
+        example.refusal,
+        example.lang,
+        example.meta,
+    )

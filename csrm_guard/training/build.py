@@ -7,6 +7,7 @@ rows are sorted by id, and nothing records a time or a path.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import random
@@ -18,12 +19,12 @@ from typing import Any
 from tqdm import tqdm
 
 from csrm_guard.errors import DataError
+from csrm_guard.policy.render import render_rule_clause, render_transcript
 from csrm_guard.training.adapters import ADAPTERS, RULE_SOURCES, Adapter
 from csrm_guard.training.adapters.rules import SeedRule, load_ifeval_rules
 from csrm_guard.training.augment import GENERIC_RULES, Augmenter, heldout_phrasings
 from csrm_guard.training.card import data_card, write_card
 from csrm_guard.training.data import SPLITS, Example
-from csrm_guard.policy.render import render_rule_clause, render_transcript
 
 __all__ = ["Budget", "build", "load_examples", "pairs_benchmark"]
 
@@ -74,7 +75,7 @@ def load_examples(data_dir: Path, *, progress: bool = True) -> tuple[list[Exampl
             continue
         examples.extend(adapter.load(folder))
     examples.sort(key=lambda e: e.id)
-    for before, after in zip(examples, examples[1:], strict=False):
+    for before, after in itertools.pairwise(examples):
         if before.id == after.id:
             raise DataError(f"duplicate example id {after.id!r}", source=after.source)
     for extra in sorted(p.name for p in data_dir.iterdir() if p.is_dir()):
@@ -93,8 +94,9 @@ def _rows_for(example: Example, budget: Budget, rng: random.Random) -> int:
     return budget.other_rows
 
 
-def build(data_dir: Path, out: Path, *, seed: int = 13, budget: Budget | None = None,
-          progress: bool = True) -> dict[str, Any]:
+def build(
+    data_dir: Path, out: Path, *, seed: int = 13, budget: Budget | None = None, progress: bool = True
+) -> dict[str, Any]:
     """Build every output file under ``out`` and return the data card.
 
     Args:
@@ -119,7 +121,8 @@ def build(data_dir: Path, out: Path, *, seed: int = 13, budget: Budget | None = 
         split = example.split
         rng = augmenter.rng(example, "budget")
         files[f"{split}/clauses"].extend(
-            augmenter.clause_rows(example, heldout_ok=split != "train", limit=_rows_for(example, budget, rng)))
+            augmenter.clause_rows(example, heldout_ok=split != "train", limit=_rows_for(example, budget, rng))
+        )
         if split != "train" or rng.random() < budget.pair_keep:
             pair = augmenter.pair_row(example, heldout_ok=split != "train")
             if pair is not None:
@@ -129,8 +132,9 @@ def build(data_dir: Path, out: Path, *, seed: int = 13, budget: Budget | None = 
             if row is not None:
                 files[f"{split}/taxonomy"].append(row)
         if split == "dev":
-            for row in augmenter.clause_rows(example, heldout_ok=True, limit=budget.benchmark_rows,
-                                             force_heldout=True):
+            for row in augmenter.clause_rows(
+                example, heldout_ok=True, limit=budget.benchmark_rows, force_heldout=True
+            ):
                 benchmark.append({**row, "messages": [dict(m) for m in example.messages]})
     heldout = heldout_phrasings(seeds)
     leaked = {r["phrasing"] for r in files["train/clauses"] if r["phrasing"] in heldout}
@@ -143,8 +147,15 @@ def build(data_dir: Path, out: Path, *, seed: int = 13, budget: Budget | None = 
     _write_jsonl(out / "benchmarks" / "configurable-dev.jsonl", benchmark)
     pairs_dev = pairs_benchmark(examples, split="dev")
     _write_jsonl(out / "benchmarks" / "pairs-dev.jsonl", pairs_dev)
-    card = data_card(examples, files, benchmark=benchmark, pairs_dev=pairs_dev, heldout=heldout,
-                     skipped=_skipped(ADAPTERS, missing), seed=seed)
+    card = data_card(
+        examples,
+        files,
+        benchmark=benchmark,
+        pairs_dev=pairs_dev,
+        heldout=heldout,
+        skipped=_skipped(ADAPTERS, missing),
+        seed=seed,
+    )
     write_card(out, card)
     return card
 
@@ -175,13 +186,19 @@ def pairs_benchmark(examples: Iterable[Example], *, split: str) -> list[dict[str
         safe, unsafe = pair.get("safe"), pair.get("unsafe")
         if safe is None or unsafe is None:
             continue
-        rows.append({
-            "id": key, "conversation_id": safe.conversation_id, "source": safe.source,
-            "messages": [dict(m) for m in safe.context], "safer": safe.judged, "less_safe": unsafe.judged,
-            "clause": clause,
-            "transcript_safer": render_transcript(safe.messages, stage="output"),
-            "transcript_less_safe": render_transcript(unsafe.messages, stage="output"),
-        })
+        rows.append(
+            {
+                "id": key,
+                "conversation_id": safe.conversation_id,
+                "source": safe.source,
+                "messages": [dict(m) for m in safe.context],
+                "safer": safe.judged,
+                "less_safe": unsafe.judged,
+                "clause": clause,
+                "transcript_safer": render_transcript(safe.messages, stage="output"),
+                "transcript_less_safe": render_transcript(unsafe.messages, stage="output"),
+            }
+        )
     return rows
 
 

@@ -30,18 +30,65 @@ _PRICE = re.compile(r"[$€£]\s?\d|\b\d[\d,.]*\s?(?:dollars|euros|usd|eur|pound
 _LINK = re.compile(r"https?://|\bwww\.|\b[\w-]+\.(?:com|org|net|io|biz|gov|edu)\b", re.IGNORECASE)
 _CONTACT = re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+|\b\d{3}[-. ]\d{3,4}[-. ]\d{4}\b|\(\d{3}\)\s?\d{3}[-. ]\d{4}")
 _APOLOGY = re.compile(r"\bsorry\b|\bapologi[sz]e", re.IGNORECASE)
-_AI = re.compile(r"\bas an ai\b|\ban ai\b|language model|artificial intelligence|\bchatbot\b|\bai assistant\b",
-                 re.IGNORECASE)
+_AI = re.compile(
+    r"\bas an ai\b|\ban ai\b|language model|artificial intelligence|\bchatbot\b|\bai assistant\b",
+    re.IGNORECASE,
+)
 _LIST = re.compile(r"(?:^|\n)\s*(?:[-*\u2022]|\d+[.)])\s+\S[^\n]*\n\s*(?:[-*\u2022]|\d+[.)])\s+\S")
-_CODE = re.compile(r"```|\bdef \w+\(|\bimport \w+|#include|\bfunction\s*\w*\s*\(|console\.log|<\?php|<script|"
-                   r"\bpublic static void\b|\bprint\(")
+_CODE = re.compile(
+    r"```|\bdef \w+\(|\bimport \w+|#include|\bfunction\s*\w*\s*\(|console\.log|<\?php|<script|"
+    r"\bpublic static void\b|\bprint\("
+)
 _WORD = re.compile(r"[A-Za-z]{6,}")
-_STOP = frozenset("should before because people something through however between without really things "
-                  "always another little answer please thanks question provide information assistant "
-                  "understand important".split())
-_FILLER_TERMS = ("umbrella", "volcano", "saxophone", "lighthouse", "marathon", "cinnamon", "glacier", "origami",
-                 "trampoline", "submarine", "pineapple", "telescope", "hedgehog", "tornado", "violin", "kayak",
-                 "avocado", "sunflower", "chessboard", "waterfall")
+_STOP = frozenset(
+    (
+        "should",
+        "before",
+        "because",
+        "people",
+        "something",
+        "through",
+        "however",
+        "between",
+        "without",
+        "really",
+        "things",
+        "always",
+        "another",
+        "little",
+        "answer",
+        "please",
+        "thanks",
+        "question",
+        "provide",
+        "information",
+        "assistant",
+        "understand",
+        "important",
+    )
+)
+_FILLER_TERMS = (
+    "umbrella",
+    "volcano",
+    "saxophone",
+    "lighthouse",
+    "marathon",
+    "cinnamon",
+    "glacier",
+    "origami",
+    "trampoline",
+    "submarine",
+    "pineapple",
+    "telescope",
+    "hedgehog",
+    "tornado",
+    "violin",
+    "kayak",
+    "avocado",
+    "sunflower",
+    "chessboard",
+    "waterfall",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +121,9 @@ class RuleCase:
 def _config() -> dict[str, Any]:
     text = resources.files("csrm_guard.training").joinpath("business_rules.yaml").read_text(encoding="utf-8")
     config: dict[str, Any] = yaml.safe_load(text)
-    config["topic_rx"] = {name: re.compile(rf"\b(?:{words})\b", re.IGNORECASE)
-                          for name, words in config["topics"].items()}
+    config["topic_rx"] = {
+        name: re.compile(rf"\b(?:{words})\b", re.IGNORECASE) for name, words in config["topics"].items()
+    }
     return config
 
 
@@ -93,7 +141,11 @@ def heldout_phrasings() -> frozenset[str]:
     """Every held-out rule phrasing id (``rule:<family>/<template>``), whole held-out families included."""
     config = _config()
     out = {f"rule:{name}/{tid}" for name, fam in config["families"].items() for tid in fam.get("heldout", [])}
-    out |= {f"rule:{name}/{tid}" for name in config["heldout_families"] for tid in config["families"][name]["templates"]}
+    out |= {
+        f"rule:{name}/{tid}"
+        for name in config["heldout_families"]
+        for tid in config["families"][name]["templates"]
+    }
     return frozenset(out)
 
 
@@ -140,8 +192,9 @@ def _competitor(judged: str, rng: random.Random, config: dict[str, Any]) -> _Bui
     return brand, judged, int(brand.lower() in judged.lower()), False
 
 
-def _injecting(pattern: re.Pattern[str], make: Callable[[random.Random, dict[str, Any]], str]) -> Callable[
-        [str, random.Random, dict[str, Any]], _Built]:
+def _injecting(
+    pattern: re.Pattern[str], make: Callable[[random.Random, dict[str, Any]], str]
+) -> Callable[[str, random.Random, dict[str, Any]], _Built]:
     def build(judged: str, rng: random.Random, config: dict[str, Any]) -> _Built:
         if not pattern.search(judged) and rng.random() < 0.5:
             return "", _inject(judged, make(rng, config), rng), 1, True
@@ -173,7 +226,9 @@ _BUILDERS: dict[str, Callable[[str, random.Random, dict[str, Any]], _Built]] = {
     "price": _injecting(_PRICE, lambda rng, _: f"It costs about ${rng.randint(5, 900)}."),
     "links": _injecting(_LINK, lambda rng, c: f"More details at https://www.{rng.choice(c['sites'])}/info."),
     "contact_details": _injecting(
-        _CONTACT, lambda rng, c: f"Write to help@{rng.choice(c['sites'])} or call 555-013-{rng.randint(1000, 9999)}."),
+        _CONTACT,
+        lambda rng, c: f"Write to help@{rng.choice(c['sites'])} or call 555-013-{rng.randint(1000, 9999)}.",
+    ),
     "english_only": _natural(lambda text: guess_language(text) != "en"),
     "no_apology": _natural(lambda text: bool(_APOLOGY.search(text))),
     "no_ai_mention": _natural(lambda text: bool(_AI.search(text))),

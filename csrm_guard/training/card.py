@@ -51,15 +51,23 @@ def data_card(
         "seed": seed,
         "taxonomy_version": load_taxonomy().version,
         "totals": {name: len(rows) for name, rows in sorted(files.items())}
-        | {"examples": len(examples), "benchmarks/configurable-dev": len(benchmark),
-           "benchmarks/pairs-dev": len(pairs_dev)},
+        | {
+            "examples": len(examples),
+            "benchmarks/configurable-dev": len(benchmark),
+            "benchmarks/pairs-dev": len(pairs_dev),
+        },
         "examples_by_source": _nested(Counter((e.source, e.split) for e in examples)),
         "examples_by_stage": _nested(Counter((e.stage, e.split) for e in examples)),
-        "examples_by_label": _nested(Counter(("harmful" if e.harmful else "safe", e.split) for e in examples)),
-        "examples_by_category": _nested(Counter((c, e.split) for e in examples for c in e.categories)
-                                        + Counter(("(harmful, unknown)", e.split) for e in examples
-                                                  if e.harmful and not e.categories)),
-        "clauses_by_augmentation": _nested(Counter((f"{r['augmentation']}={r['label']}", s) for s, r in clause_rows)),
+        "examples_by_label": _nested(
+            Counter(("harmful" if e.harmful else "safe", e.split) for e in examples)
+        ),
+        "examples_by_category": _nested(
+            Counter((c, e.split) for e in examples for c in e.categories)
+            + Counter(("(harmful, unknown)", e.split) for e in examples if e.harmful and not e.categories)
+        ),
+        "clauses_by_augmentation": _nested(
+            Counter((f"{r['augmentation']}={r['label']}", s) for s, r in clause_rows)
+        ),
         "clauses_by_kind": _nested(Counter((str(r["clause_kind"]), s) for s, r in clause_rows)),
         "clauses_by_label": _nested(Counter((str(r["label"]), s) for s, r in clause_rows)),
         "clauses_by_stage": _nested(Counter((str(r["stage"]), s) for s, r in clause_rows)),
@@ -72,8 +80,12 @@ def data_card(
 
 
 def _table(title: str, table: Mapping[str, Mapping[str, int]], columns: Sequence[str]) -> list[str]:
-    lines = [f"### {title}", "", "| | " + " | ".join(columns) + " | total |",
-             "|---|" + "---:|" * (len(columns) + 1)]
+    lines = [
+        f"### {title}",
+        "",
+        "| | " + " | ".join(columns) + " | total |",
+        "|---|" + "---:|" * (len(columns) + 1),
+    ]
     for row, cells in table.items():
         values = [cells.get(c, 0) for c in columns]
         lines.append(f"| {row} | " + " | ".join(str(v) for v in values) + f" | {sum(values)} |")
@@ -82,27 +94,45 @@ def _table(title: str, table: Mapping[str, Mapping[str, int]], columns: Sequence
 
 def render_card(card: Mapping[str, Any]) -> str:
     """Render the card as markdown."""
-    lines = ["# Data card", "", f"seed {card['seed']}, taxonomy {card['taxonomy_version']}", "", "## Totals", ""]
+    lines = [
+        "# Data card",
+        "",
+        f"seed {card['seed']}, taxonomy {card['taxonomy_version']}",
+        "",
+        "## Totals",
+        "",
+    ]
     lines += [f"- {name}: {n}" for name, n in card["totals"].items()]
     lines.append("")
     splits = list(SPLITS)
-    for key, title in (("examples_by_source", "Examples by source"), ("examples_by_stage", "Examples by stage"),
-                       ("examples_by_label", "Examples by label"),
-                       ("examples_by_category", "Examples by violated category"),
-                       ("clauses_by_source", "Clause rows by source"),
-                       ("clauses_by_augmentation", "Clause rows by augmentation=label"),
-                       ("clauses_by_kind", "Clause rows by kind"), ("clauses_by_label", "Clause rows by label"),
-                       ("clauses_by_stage", "Clause rows by stage")):
+    for key, title in (
+        ("examples_by_source", "Examples by source"),
+        ("examples_by_stage", "Examples by stage"),
+        ("examples_by_label", "Examples by label"),
+        ("examples_by_category", "Examples by violated category"),
+        ("clauses_by_source", "Clause rows by source"),
+        ("clauses_by_augmentation", "Clause rows by augmentation=label"),
+        ("clauses_by_kind", "Clause rows by kind"),
+        ("clauses_by_label", "Clause rows by label"),
+        ("clauses_by_stage", "Clause rows by stage"),
+    ):
         lines += _table(title, card[key], splits)
     columns = [f"{s}:{t}" for s in splits for t in ("seen", "heldout")]
     lines += _table("Clause phrasing coverage (rows per phrasing family)", card["phrasing_coverage"], columns)
-    lines += [f"Held-out phrasings: {card['heldout_phrasings']} (never in train); configurable-dev labels: "
-              f"{card['configurable_dev_labels']}", "", "## Files not read", ""]
+    lines += [
+        f"Held-out phrasings: {card['heldout_phrasings']} (never in train); configurable-dev labels: "
+        f"{card['configurable_dev_labels']}",
+        "",
+        "## Files not read",
+        "",
+    ]
     lines += [f"- `{path}`: {reason}" for path, reason in card["skipped"].items()] or ["- none"]
     return "\n".join(lines) + "\n"
 
 
 def write_card(out: Path, card: Mapping[str, Any]) -> None:
     """Write ``data_card.json`` and ``data_card.md`` into ``out``."""
-    (out / "data_card.json").write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    (out / "data_card.json").write_text(
+        json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
     (out / "data_card.md").write_text(render_card(card), encoding="utf-8")

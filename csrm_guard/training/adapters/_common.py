@@ -23,6 +23,7 @@ __all__ = [
     "CONTEXT_CHARS",
     "PROMPT_CHARS",
     "RESPONSE_CHARS",
+    "choose",
     "infer_categories",
     "keyword_match",
     "prompt_example",
@@ -31,7 +32,6 @@ __all__ = [
     "read_jsonl",
     "response_example",
     "row_key",
-    "choose",
 ]
 
 logger = logging.getLogger(__name__)

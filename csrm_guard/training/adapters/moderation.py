@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from csrm_guard.errors import DataError
 from csrm_guard.training.adapters._common import infer_categories, prompt_example, read_json, read_jsonl
@@ -102,7 +103,7 @@ def load_toxicchat(folder: Path) -> Iterator[Example]:
         )
 
 
-def _judge_bench(path: Path) -> list[dict[str, object]]:
+def _judge_bench(path: Path) -> list[Any]:
     data = read_json(path)
     instances = data.get("instances") if isinstance(data, dict) else None
     if not isinstance(instances, list):

@@ -1,5 +1,7 @@
-"""Prompt-only sets judged at the input stage: HarmBench, AILuminate, SimpleSafetyTests, StrongREJECT, AdvBench,
-SG-Bench, WildGuardTest and Aegis (whose Aegis 2.0 sample also carries safe responses).
+"""Prompt-only sets judged at the input stage, and Aegis.
+
+The sets: HarmBench, AILuminate, SimpleSafetyTests, StrongREJECT, AdvBench, SG-Bench, WildGuardTest and Aegis
+(whose Aegis 2.0 sample also carries safe responses).
 
 Each source's category labels map onto the taxonomy through a table of (keyword-checked alternatives, fallback):
 the first alternative whose keyword rule matches the prompt wins, else the fallback; a fallback of ``None`` with no
@@ -49,7 +51,7 @@ _CRIMES = ("drugs", "weapons", "cybercrime", "intellectual_property")
 HARMBENCH_MAP: dict[str, Rule] = {
     "chemical_biological": (("drugs",), "cbrn"),
     "cybercrime_intrusion": ((), "cybercrime"),
-    "illegal": (_CRIMES + ("violence", "sex_crimes"), "crime_nonviolent"),
+    "illegal": ((*_CRIMES, "violence", "sex_crimes"), "crime_nonviolent"),
     "misinformation_disinformation": ((), "misinformation"),
     "harassment_bullying": (("hate",), "harassment"),
     "harmful": (("self_harm", "violence", "drugs", "weapons"), None),
@@ -112,7 +114,7 @@ AEGIS2_MAP: dict[str, Rule] = {
     "Sexual (minor)": ((), "sexual_minors"),
     "Guns and Illegal Weapons": ((), "weapons"),
     "Controlled/Regulated Substances": ((), "drugs"),
-    "Criminal Planning/Confessions": (_CRIMES + ("violence",), "crime_nonviolent"),
+    "Criminal Planning/Confessions": ((*_CRIMES, "violence"), "crime_nonviolent"),
     "PII/Privacy": ((), "privacy"),
     "Harassment": ((), "harassment"),
     "Profanity": ((), "profanity"),

@@ -19,7 +19,7 @@ __all__ = ["SeedRule", "classify_rule", "load_ifeval_rules"]
 logger = logging.getLogger(__name__)
 
 _ITEM = re.compile(r"^\s*\d+\.\s*(.+)$")
-_NEGATION = re.compile(r"\b(no|not|avoid|don['’]t|cannot|without|never)\b", re.IGNORECASE)
+_NEGATION = re.compile(r"\b(no|not|avoid|don['\u2019]t|cannot|without|never)\b", re.IGNORECASE)
 _MAX_WORDS = re.compile(
     r"(?:less than|fewer than|at most|under)\s*(\d+)\s*words|(\d+)\s*words or (?:less|fewer)", re.IGNORECASE
 )
@@ -41,7 +41,7 @@ class SeedRule:
     number: int = 0
 
 
-def classify_rule(text: str) -> SeedRule | None:
+def classify_rule(text: str) -> SeedRule | None:  # noqa: PLR0911 - one return per family
     """Return the checkable family of one rule line, or ``None`` when no text check decides it."""
     lower = text.lower()
     if "comma" in lower and _NEGATION.search(text) and "at least" not in lower:

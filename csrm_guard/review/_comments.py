@@ -95,7 +95,7 @@ def reorder(node: CommentedMap, keys: list[Any], *, ancestors: tuple[tuple[Any, 
         return
     holders = {key: _holder(node, key) for key in old}
     eols: dict[Any, tuple[str | None, int]] = {}
-    pre: dict[Any, list[str]] = {old[0]: _head_lines(*ancestors[0]) if ancestors else []}
+    pre: dict[Any, list[str]] = {old[0]: _head_lines(*ancestors[0]) if ancestors else _detach_header(node)}
     trailer: list[str] = []
     for index, key in enumerate(old):
         eol, column, after = _split(holders[key].get(), holders[key])
@@ -164,6 +164,22 @@ def _make(eol: str | None, column: int, after: list[str], holder: _Holder) -> Co
         indent = len(first) - len(first.lstrip(" "))
         return _Token(body[indent:], indent, None, after)
     return _Token("\n" + body, 0, None, after)
+
+
+def _detach_header(root: CommentedMap) -> list[str]:
+    """Split the comment above a document's first key into the file header and the key's own comment.
+
+    The header is everything up to the last blank line; it stays at the top of the file. The lines after it
+    sit directly above the first key and are returned, to move with that key.
+    """
+    tokens = root.ca.comment[1] if root.ca.comment and len(root.ca.comment) > 1 and root.ca.comment[1] else []
+    lines = "".join(" " * token.column + token.value for token in tokens).splitlines()
+    blanks = [index for index, line in enumerate(lines) if not line.strip()]
+    cut = blanks[-1] + 1 if blanks else 0
+    header, own = lines[:cut], lines[cut:]
+    if own:
+        root.ca.comment[1] = [_plain_token(header)] if header else []
+    return own
 
 
 def _head_lines(parent: Any, key: Any) -> list[str]:

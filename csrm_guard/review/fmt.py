@@ -2,9 +2,9 @@
 
 Keys are put in the order the schema declares its fields (``api_version, name, version, description, ...``),
 categories in taxonomy order; lists keep their order because it is meaningful. Indentation is normalised to
-two spaces (``- `` items indented under their key), needless quotes are dropped, and long strings are never
-re-wrapped. Comments travel with the key they sit above or beside. Formatting never changes what a file means:
-the result is re-read and compared with the original, and a difference raises instead of writing anything.
+two spaces (``- `` items indented under their key); quoting and long strings are left as written. Comments
+travel with the key they sit above or beside. Formatting never changes what a file means: the result is
+re-read and compared with the original, and a difference raises instead of writing anything.
 
 YAML needs the ``ruamel.yaml`` package (the ``review`` extra); JSON is formatted with the standard library.
 """
@@ -219,6 +219,9 @@ def _format_yaml(text: str, kind: FileKind, filename: str) -> str:
     parser = ruamel_yaml.YAML(typ="rt")
     parser.indent(mapping=2, sequence=4, offset=2)
     parser.width = 4096  # never re-wrap user text
+    # Quotes stay as written: dropping them can change meaning for PyYAML (YAML 1.1 reads a bare `yes` as
+    # true).
+    parser.preserve_quotes = True
     try:
         data = parser.load(text)
     except ruamel_yaml.YAMLError as exc:

@@ -184,4 +184,5 @@ def _pick(  # noqa: PLR0917  (private helper; every argument is needed)
     allowed = [(d.reward, i) for i, d in enumerate(decisions) if d.allowed]
     if not allowed:
         return with_text(output, _refusal_text(guard, decision))
-    return candidates[max(allowed)[1]]
+    best = max(allowed, key=lambda pair: (pair[0], -pair[1]))  # ties go to the earliest candidate
+    return candidates[best[1]]

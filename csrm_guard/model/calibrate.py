@@ -36,6 +36,7 @@ P_CLIP = 1e-6
 """Probabilities are clipped to ``[P_CLIP, 1 - P_CLIP]`` before taking log-odds."""
 
 Aggregation = Literal["max", "noisy_or"]
+_LEVELS = tuple(Severity.from_rank(rank) for rank in range(4))
 
 
 def sigmoid(x: ArrayLike) -> NDArray[np.float64]:
@@ -114,7 +115,7 @@ def likely_severities(cumulative: NDArray[np.float64]) -> list[Severity]:
     upper = np.concatenate([ones, cumulative], axis=1)
     lower = np.concatenate([cumulative, zeros], axis=1)
     levels = np.argmax(upper - lower, axis=1)
-    return [Severity.from_rank(int(level)) for level in levels]
+    return [_LEVELS[level] for level in levels.tolist()]
 
 
 def aggregate(probabilities: Sequence[float] | NDArray[np.float64], method: Aggregation = "max") -> float:

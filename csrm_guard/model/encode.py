@@ -145,8 +145,12 @@ class Encoder:
         """
         budget = self.transcript_budget
         window = budget * _CHARS_PER_TOKEN
-        encodings = self.tokenizer.encode_batch(
-            [_tail(text, window) for text in texts], add_special_tokens=False
+        trimmed = [_tail(text, window) for text in texts]
+        # encode_batch pays for a parallel map; one text (every sync check) is cheaper through encode.
+        encodings = (
+            [self.tokenizer.encode(trimmed[0], add_special_tokens=False)]
+            if len(trimmed) == 1
+            else self.tokenizer.encode_batch(trimmed, add_special_tokens=False)
         )
         return [self._widen(text, encoding, window) for text, encoding in zip(texts, encodings, strict=True)]
 

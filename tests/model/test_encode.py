@@ -105,15 +105,10 @@ class TestPreTrim:
     def test_ten_megabytes_are_trimmed_before_tokenizing(self, encoder, monkeypatch):
         """A 10 MB message never reaches the tokenizer whole."""
         seen: list[int] = []
-        original = encoder.tokenizer.encode_batch
-
-        def spy(texts, **kwargs):
-            seen.extend(len(t) for t in texts)
-            return original(texts, **kwargs)
-
-        monkeypatch.setattr(encoder, "tokenizer", _Spy(encoder.tokenizer, spy))
+        monkeypatch.setattr(encoder, "tokenizer", _Spy(encoder.tokenizer, seen))
         ids = encoder.transcript_ids(["harmful words " * 750_000])[0]
         assert len(ids) == encoder.transcript_budget
+        assert seen
         assert max(seen) < 10_000
 
     def test_mostly_whitespace_widens_the_window(self, encoder, tokenizer_path):
@@ -131,9 +126,19 @@ class TestPreTrim:
 
 
 class _Spy:
-    def __init__(self, inner: Tokenizer, encode_batch) -> None:
+    """Records the length of every text handed to the tokenizer."""
+
+    def __init__(self, inner: Tokenizer, seen: list[int]) -> None:
         self._inner = inner
-        self.encode_batch = encode_batch
+        self._seen = seen
+
+    def encode(self, text, **kwargs):
+        self._seen.append(len(text))
+        return self._inner.encode(text, **kwargs)
+
+    def encode_batch(self, texts, **kwargs):
+        self._seen.extend(len(t) for t in texts)
+        return self._inner.encode_batch(texts, **kwargs)
 
     def __getattr__(self, name: str):
         return getattr(self._inner, name)

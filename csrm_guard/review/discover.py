@@ -325,8 +325,19 @@ def _parse_test(item: Any, path: Path, line: int | None, index: int) -> PolicyTe
     try:
         return PolicyTest(**{str(key): value for key, value in item.items()})
     except PolicyValidationError as exc:
-        field = f"tests[{index}].{exc.field}" if exc.field else f"tests[{index}]"
-        raise PolicyValidationError(exc.problem, file=str(path), line=line, field=field) from exc
+        located = [
+            PolicyValidationError(
+                problem.problem,
+                file=str(path),
+                line=line,
+                field=f"tests[{index}].{problem.field}" if problem.field else f"tests[{index}]",
+            )
+            for problem in exc.problems
+        ]
+        first = located[0]
+        raise PolicyValidationError(
+            first.problem, file=first.file, line=line, field=first.field, related=tuple(located[1:])
+        ) from exc
 
 
 def _read_text(path: Path) -> str:

@@ -103,11 +103,14 @@ class PolicyFile(pytest.File):
 
     def collect(self) -> list[PolicyItem]:
         """Load the cases written in this file."""
+        from csrm_guard.errors import PolicyError  # noqa: PLC0415
         from csrm_guard.review.discover import load_cases  # noqa: PLC0415
 
-        return [
-            PolicyItem.from_parent(self, name=case.test.name, case=case) for case in load_cases(self.path)
-        ]
+        try:
+            cases = load_cases(self.path)
+        except PolicyError as exc:
+            raise self.CollectError(str(exc)) from exc  # shown as the message alone, without a traceback
+        return [PolicyItem.from_parent(self, name=case.test.name, case=case) for case in cases]
 
 
 class PolicyCaseError(AssertionError):

@@ -40,7 +40,14 @@ from csrm_guard.training.adapters._common import keyword_match
 from csrm_guard.training.adapters.rules import SeedRule
 from csrm_guard.training.data import Example
 
-__all__ = ["GENERIC_RULES", "Augmenter", "category_clause", "heldout_phrasings", "phrasing_ids"]
+__all__ = [
+    "GENERIC_RULES",
+    "Augmenter",
+    "category_clause",
+    "clause_label",
+    "heldout_phrasings",
+    "phrasing_ids",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +98,17 @@ def category_clause(category: str, phrasing: str, max_severity: Severity) -> str
     """Render the clause of ``category`` in ``phrasing`` tolerating up to ``max_severity`` (cached)."""
     rule = CategoryRule(max_severity=max_severity, description=_description(category, phrasing))
     return render_category_clause(category, rule)
+
+
+def clause_label(example: Example, category: str, max_severity: Severity) -> int | None:
+    """The label of a category clause tolerating up to ``max_severity`` on ``example``.
+
+    Returns:
+        1 when the judged turn's severity in ``category`` exceeds ``max_severity``, 0 when it does not, ``None``
+        when the severity is unknown.
+    """
+    level = example.severity.get(category, -1)
+    return None if level < 0 else int(level > max_severity.rank)
 
 
 def _ceiling(category: str) -> int:
@@ -210,8 +228,8 @@ class Augmenter:
         heldout_ok: bool,
         force: bool,
     ) -> dict[str, Any] | None:
-        level = example.severity.get(category, -1)
-        if level < 0 or max_rank > _ceiling(category):
+        label = clause_label(example, category, Severity.from_rank(max_rank))
+        if label is None or max_rank > _ceiling(category):
             return None
         phrasing = self._pick(category, rng, heldout_ok, force)
         clause = category_clause(category, phrasing, Severity.from_rank(max_rank))
@@ -219,7 +237,7 @@ class Augmenter:
             example,
             clause,
             "category",
-            int(level > max_rank),
+            label,
             category=category,
             phrasing=f"{category}/{phrasing}",
             augmentation=augmentation,

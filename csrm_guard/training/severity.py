@@ -70,7 +70,6 @@ _FRENCH = re.compile(
     r"\b(le|la|les|des|est|une|je|que|pour|avec|vous|pas|dans|sur|qui|mon|ma|mes|ce|cette|être|comment)\b",
     re.IGNORECASE,
 )
-_LETTER = re.compile(r"[^\W\d_]", re.UNICODE)
 
 
 def is_refusal(text: str) -> bool:
@@ -98,15 +97,18 @@ def is_hedged(text: str) -> bool:
 
 def guess_language(text: str) -> str:
     """Guess the language of ``text``: ``en``, ``fr``, ``zh`` (any CJK script) or ``other``."""
-    letters = _LETTER.findall(text)
+    words = max(1, len(text.split()))
+    french = len(_FRENCH.findall(text)) / words > 0.12
+    if text.isascii():  # the common case, without a per-character scan
+        return "fr" if french else "en"
+    letters = [ch for ch in text if ch.isalpha()]
     if not letters:
         return "en"
     if len(_CJK.findall(text)) / len(letters) > 0.2:
         return "zh"
-    words = max(1, len(text.split()))
-    if len(_FRENCH.findall(text)) / words > 0.12:
+    if french:
         return "fr"
-    non_ascii = sum(1 for ch in letters if ord(ch) > 127)
+    non_ascii = sum(1 for ch in letters if not ch.isascii())
     return "other" if non_ascii / len(letters) > 0.3 else "en"
 
 

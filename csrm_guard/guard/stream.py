@@ -44,14 +44,21 @@ T = TypeVar("T")
 class HoldBack(Generic[T]):
     """The hold-back window: items wait here until a check covering their text has passed.
 
+    The window ramps up: the first check is due after ``max(min(size, 16), size // 8)`` characters and each
+    passed check doubles the next window, up to ``size``. The first token thus waits for a short window, not a
+    full one, and long streams still cost about one check per ``size`` characters. Either way, no text is
+    released before a check covering it has passed.
+
     Args:
         size: Characters held back before a check is due (the stage's ``hold_back_chars``).
+        ramp: Start with a short window and double it (default); ``False`` checks every ``size`` characters.
     """
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, *, ramp: bool = True) -> None:
         if size < 1:
             raise ValueError(f"hold-back window must be at least 1 character, got {size}")
         self.size = size
+        self.due = max(min(size, 16), size // 8) if ramp else size
         self.checks = 0
         self._pending: list[T] = []
         self._pending_chars = 0
@@ -74,7 +81,7 @@ class HoldBack(Generic[T]):
         self._pending.append(item)
         self._pending_chars += len(text)
         self._parts.append(text)
-        return self._pending_chars >= self.size
+        return self._pending_chars >= self.due
 
     def finish(self) -> bool:
         """At the end of the stream: True when a last check is due (text held, or nothing checked yet)."""
@@ -84,6 +91,7 @@ class HoldBack(Generic[T]):
         """Release everything held: a check covering it has passed."""
         released, self._pending, self._pending_chars = self._pending, [], 0
         self.checks += 1
+        self.due = min(self.size, self.due * 2)
         return released
 
     def withhold(self) -> list[T]:

@@ -45,6 +45,17 @@ class TestHoldBack:
         assert window.approve() == ["ab", "cde"]
         assert (window.held, window.text) == (0, "abcde")
 
+    def test_window_ramps_up_to_its_size(self) -> None:
+        """The first check comes after a short window; each passed check doubles it, up to the size."""
+        window: HoldBack[str] = HoldBack(200)
+        dues = []
+        for _ in range(5):
+            dues.append(window.due)
+            window.approve()
+        assert dues == [25, 50, 100, 200, 200]
+        assert HoldBack(200, ramp=False).due == 200
+        assert HoldBack(10).due == 10
+
     def test_withhold_drops_items_and_finish_reports_leftovers(self) -> None:
         """withhold drops held items; finish asks for a final check when text is held or nothing was
         checked."""

@@ -10,6 +10,7 @@ depth and the number of values after alias expansion, and supports ``<<`` merge 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,9 +80,10 @@ class _Frame:
 class _Builder:
     """Consumes parser events and builds :class:`Node` trees with an explicit stack."""
 
-    def __init__(self, loader: yaml.SafeLoader, file: str) -> None:
+    def __init__(self, loader: yaml.SafeLoader, file: str, *, construct: bool = True) -> None:
         self.loader: Any = loader  # pyyaml's parser methods are untyped
         self.file = file
+        self.construct = construct
         self.stack: list[_Frame] = []
         self.anchors: dict[str, tuple[Node, int]] = {}
         self.total = 0
@@ -133,7 +135,7 @@ class _Builder:
             raise where.error(
                 f"YAML tag {_short(event.tag)!r} is not allowed; policy files hold plain values only"
             )
-        if tag in _AS_TEXT_TAGS or tag == _MERGE_TAG:
+        if tag in _AS_TEXT_TAGS or tag == _MERGE_TAG or not self.construct:
             value: Any = event.value
         else:
             node = yaml.ScalarNode(tag, event.value, style=event.style)
@@ -212,12 +214,13 @@ class _Builder:
         parent.key = None
 
 
-def parse_yaml(text: str, file: str) -> Node:
+def parse_yaml(text: str, file: str, *, construct: bool = True) -> Node:
     """Parse one YAML document into a located :class:`Node` tree.
 
     Args:
         text: The document.
         file: The name used in error locations.
+        construct: Build typed scalars; ``False`` keeps every scalar as its text (positions only).
 
     Returns:
         The root node.
@@ -227,7 +230,7 @@ def parse_yaml(text: str, file: str) -> Node:
     """
     loader = _CoreLoader(text)
     try:
-        return _Builder(loader, file).build()
+        return _Builder(loader, file, construct=construct).build()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = Where(file, mark.line + 1, mark.column + 1) if mark is not None else Where(file)
@@ -266,25 +269,51 @@ def parse_json(text: str, file: str) -> Node:
     """Parse a JSON document into a located :class:`Node` tree.
 
     Values come from the JSON parser (strict JSON); positions come from reading the same text as YAML, of
-    which JSON is nearly a subset. Where that fails, nodes carry the file name only.
+    which JSON is nearly a subset.
 
     Raises:
         PolicyValidationError: On invalid JSON, duplicate keys or too deep nesting, with its location.
     """
+    too_deep = _json_too_deep(text)
+    if too_deep is not None:
+        raise Where(file, *_position(text, too_deep)).error(f"nesting is deeper than {MAX_DEPTH} levels")
     try:
         value = json.loads(text, object_pairs_hook=_no_duplicates)
     except json.JSONDecodeError as exc:
         raise Where(file, exc.lineno, exc.colno).error(f"invalid JSON: {exc.msg}") from exc
     except _DuplicateKeyError as exc:
-        parse_yaml(text, file)  # reports the duplicate with its position
-        raise Where(file).error(f"duplicate key {exc.args[0]!r}") from exc
-    except RecursionError as exc:
-        raise Where(file).error(f"nesting is deeper than {MAX_DEPTH} levels") from exc
+        parse_yaml(text, file, construct=False)  # reports the duplicate with its position
+        raise Where(file, 1, 1).error(f"duplicate key {exc.args[0]!r}") from exc
+    except ValueError as exc:  # e.g. an integer beyond Python's digit limit
+        match = re.search(r"\d{1000,}", text)
+        where = Where(file, *_position(text, match.start())) if match else Where(file, 1, 1)
+        raise where.error(f"invalid JSON number: {exc}") from exc
     try:
-        located: Node | None = parse_yaml(text, file)
+        # YAML rejects surrogate escapes that JSON accepts; an escape of the same length keeps positions.
+        located: Node | None = parse_yaml(_SURROGATE.sub(r"\\u0041", text), file, construct=False)
     except PolicyValidationError:
         located = None
-    return _graft(value, located, Where(file), 0)
+    return _graft(value, located, Where(file, 1, 1), 0)
+
+
+_SURROGATE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def _json_too_deep(text: str) -> int | None:
+    """Index of the first bracket nested deeper than MAX_DEPTH, ignoring brackets inside strings."""
+    depth, in_string, escaped = 0, False, False
+    for index, char in enumerate(text):
+        if in_string:
+            escaped, in_string = (not escaped and char == "\\"), (in_string and (escaped or char != '"'))
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return index
+        elif char in "]}":
+            depth -= 1
+    return None
 
 
 def _graft(value: Any, located: Node | None, where: Where, depth: int) -> Node:

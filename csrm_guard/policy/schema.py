@@ -384,4 +384,11 @@ def policy_json_schema() -> dict[str, Any]:
         "default": [],
         "title": extends.get("title", "Extends"),
     }
+    # A file that extends others may override an inherited rule by id without repeating its text, and may
+    # remove an inherited category with null; a file that extends nothing needs every rule's text.
+    schema["$defs"]["Rule"]["required"] = ["id"]
+    categories = schema["properties"]["categories"]
+    categories["additionalProperties"] = {"anyOf": [categories["additionalProperties"], {"type": "null"}]}
+    schema["if"] = {"not": {"required": ["extends"]}}
+    schema["then"] = {"properties": {"rules": {"items": {"required": ["id", "text"]}}}}
     return schema

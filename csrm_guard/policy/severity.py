@@ -25,22 +25,30 @@ class Severity(enum.StrEnum):
         """Return the severity with the given rank (0-3)."""
         return _LEVELS[rank]
 
-    # str defines all four comparisons alphabetically, so each is overridden to compare by rank.
+    # str defines all four comparisons alphabetically, so each is overridden to compare by rank. A plain
+    # string is read as a level name ("low" < Severity.HIGH); anything else raises TypeError, never falling
+    # back to str's alphabetical order through the reflected operator.
+    def _other_rank(self, other: object) -> int:
+        if isinstance(other, str) and other in _BY_VALUE:
+            return _BY_VALUE[other].rank
+        raise TypeError(f"cannot compare Severity with {type(other).__name__} {other!r}")
+
     def __lt__(self, other: object) -> bool:
-        return self.rank < other.rank if isinstance(other, Severity) else NotImplemented
+        return self.rank < self._other_rank(other)
 
     def __le__(self, other: object) -> bool:
-        return self.rank <= other.rank if isinstance(other, Severity) else NotImplemented
+        return self.rank <= self._other_rank(other)
 
     def __gt__(self, other: object) -> bool:
-        return self.rank > other.rank if isinstance(other, Severity) else NotImplemented
+        return self.rank > self._other_rank(other)
 
     def __ge__(self, other: object) -> bool:
-        return self.rank >= other.rank if isinstance(other, Severity) else NotImplemented
+        return self.rank >= self._other_rank(other)
 
 
 _LEVELS = (Severity.NONE, Severity.LOW, Severity.MODERATE, Severity.HIGH)
 _RANKS = {level: rank for rank, level in enumerate(_LEVELS)}
+_BY_VALUE = {level.value: level for level in _LEVELS}
 
 
 class Action(enum.StrEnum):

@@ -56,7 +56,9 @@ def _register_test(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
         "--run", type=_regex, metavar="REGEX", help="only cases whose '<policy>::<case>' matches"
     )
     test.add_argument("--format", choices=("text", "json", "junit"), default="text", help="output format")
-    test.add_argument("--output", "-o", metavar="FILE", help="write the report to FILE instead of stdout")
+    test.add_argument(
+        "--output", "-o", metavar="FILE", help="write the report to FILE (text still goes to stdout)"
+    )
     test.add_argument("--allow-no-tests", action="store_true", help="exit 0 when no test case is found")
     test.add_argument("--model", metavar="BUNDLE", help="model bundle folder (default: the shipped bundle)")
     test.add_argument("--verbose", "-v", action="store_true", help="show the guard's log messages")
@@ -76,7 +78,9 @@ def _register_diff(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
     diff.add_argument("new", metavar="NEW", help="the policy (file or folder) after the change")
     diff.add_argument("--corpus", metavar="FILE.jsonl", help='conversations {"id","messages","response"?}')
     diff.add_argument("--format", choices=("text", "json", "markdown"), default="text", help="output format")
-    diff.add_argument("--output", "-o", metavar="FILE", help="write the report to FILE instead of stdout")
+    diff.add_argument(
+        "--output", "-o", metavar="FILE", help="write the report to FILE (text still goes to stdout)"
+    )
     gate = diff.add_mutually_exclusive_group()
     gate.add_argument("--fail-on-flips", action="store_true", help="exit 1 when any decision flips")
     gate.add_argument(
@@ -143,6 +147,8 @@ def _test(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return _FAILED
     _write(format_test_run(run, args.format), args.output)
+    if args.output is not None and args.format != "text":
+        sys.stdout.write(format_test_run(run, "text"))  # the report went to a file: keep the log readable
     if not run.results:
         if args.allow_no_tests:
             return _OK
@@ -171,6 +177,8 @@ def _diff(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return _FAILED
     _write(format_diff(report, args.format, fail_on_flips=args.fail_on_flips), args.output)
+    if args.output is not None and args.format != "text":
+        sys.stdout.write(format_diff(report, "text", fail_on_flips=args.fail_on_flips))
     if report.errors:
         return _OPERATIONAL
     return _OK if report.passed(fail_on_flips=args.fail_on_flips) else _FAILED

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import POLICY, TESTS
+from .review_helpers import POLICY, TESTS
 
 pytest_plugins = ["pytester"]
 

@@ -28,7 +28,13 @@ async def jittery(clause: Any, transcript: str) -> float:
 async def test_thousand_concurrent_decorated_calls(guard_factory, tmp_path) -> None:
     """1,000 concurrent decorated calls: one input and one output decision and audit line each, none lost."""
     path = tmp_path / "audit.jsonl"
-    guard = guard_factory(scorer=FakeScorer(jittery), audit=path, output={"action": "refuse"})
+    # Generous timeouts: this test is about bookkeeping; 2,000 checks share one loop (slow under coverage).
+    guard = guard_factory(
+        scorer=FakeScorer(jittery),
+        audit=path,
+        input={"timeout_ms": 120_000},
+        output={"action": "refuse", "timeout_ms": 120_000},
+    )
 
     @guard.protect
     async def llm(messages: Any) -> str:

@@ -163,3 +163,52 @@ class TestStreaming:
         assert "content_policy_violation" in response.text
         assert "FORBIDDEN" not in response.text
         assert response.text.endswith("data: [DONE]\n\n")
+
+
+class TestEdges:
+    async def test_malformed_messages_are_400(self, make_guard) -> None:
+        """A body whose messages are malformed gets a 400 naming the problem."""
+        payload = {"model": "m", "messages": [{"role": "robot", "content": "x"}]}
+        async with client(Upstream(), make_guard()) as http:
+            response = await http.post("/v1/chat/completions", json=payload)
+        assert response.status_code == 400
+        assert "messages[0].role" in response.json()["error"]["message"]
+
+    async def test_non_completion_upstream_is_502(self, make_guard) -> None:
+        """A 200 answer that is not a chat completion fails closed with a 502."""
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await receive()
+            await send(
+                {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]}
+            )
+            await send({"type": "http.response.body", "body": b"plain text", "more_body": False})
+
+        transport = httpx.ASGITransport(app=GuardMiddleware(app, make_guard()))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            response = await http.post("/v1/chat/completions", json=body("hi"))
+        assert response.status_code == 502
+
+    async def test_input_only_and_output_only(self, make_guard) -> None:
+        """stages limits the checks in the middleware too."""
+        guard = make_guard(output={"action": "refuse"})
+        upstream = Upstream("FORBIDDEN reply")
+        only_input = GuardMiddleware(upstream.app, guard, stages=("input",))
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=only_input), base_url="http://t"
+        ) as http:
+            response = await http.post("/v1/chat/completions", json=body("hi"))
+        assert response.json()["choices"][0]["message"]["content"] == "FORBIDDEN reply"
+        only_output = GuardMiddleware(upstream.app, guard, stages=("output",))
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=only_output), base_url="http://t"
+        ) as http:
+            response = await http.post("/v1/chat/completions", json=body("FORBIDDEN"))
+        assert response.json()["choices"][0]["message"]["content"] == REFUSAL
+
+    async def test_blocked_json_output_is_400(self, make_guard) -> None:
+        """A blocked JSON answer is replaced by a 400 error."""
+        async with client(Upstream("FORBIDDEN reply"), make_guard()) as http:
+            response = await http.post("/v1/chat/completions", json=body("hi"))
+        assert response.status_code == 400
+        assert response.json()["error"]["csrm_guard"]["stage"] == "output"

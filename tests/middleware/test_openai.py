@@ -120,3 +120,42 @@ class TestAsync:
             await consume()
         assert "FORBIDDEN" not in "".join(received)
         assert received
+
+
+class TestOptions:
+    def test_output_only_and_input_only(self, make_guard, server_factory) -> None:
+        """stages limits the checks: output-only lets a bad request through, input-only a bad answer."""
+        guard = make_guard(output={"action": "refuse"})
+        server = server_factory("FORBIDDEN")
+        http = httpx.Client(transport=httpx.MockTransport(server))
+        raw = openai.OpenAI(api_key="t", base_url="http://mock/v1", http_client=http)
+        output_only = GuardedOpenAI(raw, guard, stages=("output",))
+        assert (
+            output_only.chat.completions.create(model="m", messages=BAD).choices[0].message.content == REFUSAL
+        )
+        input_only = GuardedOpenAI(raw, guard, stages=("input",))
+        assert (
+            input_only.chat.completions.create(model="m", messages=USER).choices[0].message.content
+            == "FORBIDDEN"
+        )
+
+    async def test_async_refused_stream_and_output_only(self, make_guard, server_factory) -> None:
+        """Async: a refused streaming request yields one chunk; input-only passes the answer untouched."""
+        guard = make_guard(input={"action": "refuse"})
+        client = async_client(server_factory("FORBIDDEN"), guard)
+        stream = await client.chat.completions.create(model="m", messages=BAD, stream=True)
+        async with stream:
+            texts = [chunk.choices[0].delta.content async for chunk in stream]
+        assert texts == [REFUSAL]
+        raw = client.client
+        input_only = GuardedAsyncOpenAI(raw, guard, stages=("input",))
+        answer = await input_only.chat.completions.create(model="m", messages=USER)
+        assert answer.choices[0].message.content == "FORBIDDEN"
+
+    async def test_async_regenerate(self, make_guard, server_factory) -> None:
+        """Async regenerate re-sends with feedback and returns the compliant answer."""
+        server = server_factory("FORBIDDEN", "clean")
+        client = async_client(server, make_guard(output={"action": "regenerate"}))
+        answer = await client.chat.completions.create(model="m", messages=USER)
+        assert answer.choices[0].message.content == "clean"
+        assert len(server.requests) == 2

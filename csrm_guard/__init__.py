@@ -21,6 +21,7 @@ from csrm_guard.errors import (
     ViolationError,
 )
 from csrm_guard.guard import Decision, Guard, Violation
+from csrm_guard.model import AsyncScorer, OnnxScorer, Scorer, load_bundle
 from csrm_guard.policy import (
     Action,
     CategoryRule,
@@ -38,6 +39,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Action",
+    "AsyncScorer",
     "BundleError",
     "BundleIntegrityError",
     "CategoryRule",
@@ -49,11 +51,13 @@ __all__ = [
     "InputError",
     "MissingDependencyError",
     "ModelError",
+    "OnnxScorer",
     "Policy",
     "PolicyError",
     "PolicyTest",
     "PolicyValidationError",
     "Rule",
+    "Scorer",
     "ScorerError",
     "ScorerTimeout",
     "Severity",
@@ -62,6 +66,7 @@ __all__ = [
     "Violation",
     "ViolationError",
     "__version__",
+    "load_bundle",
     "load_policy",
     "render_policy",
 ]

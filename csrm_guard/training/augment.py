@@ -167,6 +167,9 @@ class Augmenter:
         if not example.harmful:
             core = [self._safe_topic, self._irrelevant, self._generic, self._rule]
             rng.shuffle(core)
+            if example.refusal and rng.random() < 0.5:
+                # Refusals of harmful requests are the negatives a guard most often gets wrong: weight them up.
+                core.insert(0, self._safe_topic)
         else:
             core = [self._violated] if example.categories else [self._generic]
         rest = [

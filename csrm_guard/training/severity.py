@@ -5,8 +5,10 @@ No source data set carries severity, so it is inferred from what the sources do 
 * the judged turn's source label (harmful or not) and, for responses, whether it refuses;
 * source-specific escalations passed in as ``hints`` (OpenAI ``H2``/``V2``, Aegis ``Threat``, Do-Not-Answer
   action classes);
-* rubric keyword rules on the text: operational content (numbered steps, recipes, code, "step-by-step" requests)
-  is ``high``; hedged or disclaimed harmful content is ``low``; other harmful content is ``moderate``.
+* rubric keyword rules on the text: operational content (steps, recipes, code; requests for a method such as
+  "how can I ..." or "step-by-step") and category escalations (explicit sexual vocabulary, dehumanising language,
+  first-person threats) are ``high``; hedged or disclaimed harmful responses are ``low``; other harmful content is
+  ``moderate``.
 
 Safe turns get ``none`` in every category the source labels exhaustively; a safe response that engages cautiously
 with a risky topic (Do-Not-Answer actions 2 and 3) gets ``low`` in the topic's category. The scheme is deliberately
@@ -47,19 +49,38 @@ _REFUSAL = re.compile(
     re.IGNORECASE,
 )
 _OPERATIONAL_RESPONSE = re.compile(
-    r"(^\s*(?:step\s*)?\d+[.):]\s+\S.*\n(?:.*\n)*?\s*(?:step\s*)?\d+[.):]\s+\S|\bstep\s*1\b|\bfirst(?:ly)?,|"
-    r"\byou(?:['\u2019]ll| will) need\b|\bingredients\b|```|\bhere(?:['\u2019]s| is) how\b|\bfollow these steps\b|"
+    r"(\bstep\s*(?:1|one)\b|\bfirst(?:ly)?,|\byou(?:['\u2019]ll| will) need\b|\bingredients\b|```|"
+    r"\bhere(?:['\u2019]s| is) how\b|\bfollow these steps\b|\bthe (?:best|easiest|most reliable) (?:way|method)\b|"
     r"\bimport \w+|\bdef \w+\(|#include)",
-    re.IGNORECASE | re.MULTILINE,
-)
-_OPERATIONAL_REQUEST = re.compile(
-    r"\b(step[- ]by[- ]step|detailed (?:instructions|guide|plan|steps)|instructions (?:for|on|to)|"
-    r"how (?:to|do i|can i|would i|could i|should i) (?:make|build|create|synthesi[sz]e|manufacture|produce|"
-    r"hack|kill|poison|steal|launder|obtain|buy|acquire|get away)|synthesi[sz]e|recipe for|write (?:a |an )?"
-    r"(?:script|code|program|malware|virus|keylogger|exploit|ransomware)|tutorial|blueprint|"
-    r"give me (?:a |the )?(?:plan|steps|list))",
     re.IGNORECASE,
 )
+# A harmful request for a method ("how can I ...", "what's a good way to ...") asks for practical help, which the
+# taxonomy rubrics put at high.
+_OPERATIONAL_REQUEST = re.compile(
+    r"\b(step[- ]by[- ]step|detailed (?:instructions|guide|plan|steps)|instructions (?:for|on|to)|"
+    r"how (?:to|do i|can i|would i|could i|should i|do you|can you|would you|can we|do we|does one)\b|"
+    r"(?:best|good|easiest|quickest|simplest|safest) (?:way|method|tool)s? (?:to|for|of)|ways? (?:to|of) |"
+    r"what (?:tool|weapon|poison|drug|chemical)s?|help me|teach me|tell me how|show me how|synthesi[sz]e|"
+    r"recipe for|write (?:a |an )?(?:script|code|program|malware|virus|keylogger|exploit|ransomware)|tutorial|"
+    r"blueprint|give me (?:a |the )?(?:plan|steps|list))",
+    re.IGNORECASE,
+)
+# Category-specific escalations to high, read off the rubrics' "high" lines.
+_ESCALATE: dict[str, re.Pattern[str]] = {
+    "sexual": re.compile(
+        r"\b(fuck\w*|porn\w*|xxx|cock|pussy|tits|cum|handjob|blowjob|masturbat\w*|orgasm\w*)\b", re.IGNORECASE
+    ),
+    "hate": re.compile(
+        r"\b(apes|vermin|subhuman|animals|exterminat\w*|wipe (?:them|\w+) out|nigg\w*|kikes?|"
+        r"should (?:all )?(?:die|be killed|be shot))\b",
+        re.IGNORECASE,
+    ),
+    "violence": re.compile(
+        r"\b(i(?:['\u2019]ll| will| am going to|['\u2019]m going to|['\u2019]m gonna) "
+        r"(?:kill|shoot|stab|hurt|beat)|kill (?:you|him|her|them))\b",
+        re.IGNORECASE,
+    ),
+}
 _HEDGED = re.compile(
     r"\b(however,|it is important to (?:note|remember)|i (?:do not|don['\u2019]t) (?:recommend|condone|encourage)|"
     r"please note|disclaimer|consult (?:a|an|your)|not advisable|is illegal and|be careful|at your own risk)",
@@ -155,7 +176,8 @@ def weak_severity(
     else:
         default = 2
     for category in categories:
-        levels[category] = max(1, hints.get(category, default))
+        escalate = category in _ESCALATE and bool(_ESCALATE[category].search(text))
+        levels[category] = max(1, hints.get(category, 3 if escalate else default))
     return levels
 
 

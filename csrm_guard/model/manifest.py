@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["MANIFEST_FORMAT", "Calibration", "FileEntry", "Manifest"]
 
-MANIFEST_FORMAT = 1
+MANIFEST_FORMAT: Literal[1] = 1
 """The manifest format this package reads and writes."""
 
 
@@ -19,6 +19,10 @@ class FileEntry(BaseModel):
 
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     bytes: int = Field(ge=0)
+
+
+def _default_thresholds() -> dict[Literal["input", "output"], float]:
+    return {"input": 0.5, "output": 0.5}
 
 
 class Calibration(BaseModel):
@@ -34,9 +38,7 @@ class Calibration(BaseModel):
 
     temperature: float = Field(default=1.0, gt=0.0)
     severity_temperature: float = Field(default=1.0, gt=0.0)
-    thresholds: dict[Literal["input", "output"], float] = Field(
-        default_factory=lambda: {"input": 0.5, "output": 0.5}
-    )
+    thresholds: dict[Literal["input", "output"], float] = Field(default_factory=_default_thresholds)
 
 
 class Manifest(BaseModel):

@@ -92,8 +92,10 @@ def _text_policy(diff: PolicyDiff) -> Iterator[str]:
     for change in diff.changes:
         direction = f"  [{change.direction}]" if change.direction else ""
         yield f"  {change.kind:<8} {change.path}: {_value(change.old)} -> {_value(change.new)}{direction}"
-    if diff.old is None or diff.new is None:
+    if diff.status != "changed":
         return
+    if _version_not_bumped(diff):
+        yield f"  note: the version is still {diff.new.version if diff.new else ''}"
     yield f"  {len(diff.flips)} of {diff.checked} conversation(s) flip"
     for flip in diff.flips:
         mark = "" if flip.expected is None else (" (expected)" if flip.expected else " (UNEXPECTED)")
@@ -192,8 +194,21 @@ def _cell(text: str) -> str:
     return " ".join(text.split()).replace("|", "\\|")
 
 
+def _version_not_bumped(diff: PolicyDiff) -> bool:
+    return (
+        diff.old is not None
+        and diff.new is not None
+        and bool(diff.changes)
+        and diff.old.version == diff.new.version
+    )
+
+
 def _md_policy(diff: PolicyDiff) -> Iterator[str]:
-    versions = f" ({diff.old.version} → {diff.new.version})" if diff.old and diff.new else ""
+    versions = ""
+    if diff.old and diff.new:
+        versions = f" ({diff.old.version} → {diff.new.version})"
+        if _version_not_bumped(diff):
+            versions = f" (version {diff.new.version}, not bumped)"
     yield f"### `{diff.name}`: {diff.status}{versions}"
     yield ""
     if diff.changes:
@@ -208,6 +223,7 @@ def _md_policy(diff: PolicyDiff) -> Iterator[str]:
     yield ""
     if diff.flips:
         yield from _md_flips(diff.flips)
+        yield from _md_conversations(diff.flips)
 
 
 def _md_flips(flips: tuple[Flip, ...]) -> Iterator[str]:
@@ -223,3 +239,26 @@ def _md_flips(flips: tuple[Flip, ...]) -> Iterator[str]:
     if len(flips) > _MAX_FLIPS:
         yield f"| | … and {len(flips) - _MAX_FLIPS} more (see `--format json`) | | | | |"
     yield ""
+
+
+def _md_conversations(flips: tuple[Flip, ...]) -> Iterator[str]:
+    """The judged turns of the flipped conversations, folded so the comment stays short."""
+    yield "<details><summary>Flipped conversations</summary>"
+    yield ""
+    for flip in flips[:_MAX_FLIPS]:
+        conversation = flip.conversation
+        last_user = next((m["content"] for m in reversed(conversation.messages) if m["role"] == "user"), "")
+        yield f"- `{_cell(conversation.id)}`"
+        yield f"  - user: {_cell(_clip(last_user))}"
+        if conversation.response is not None:
+            yield f"  - assistant: {_cell(_clip(conversation.response))}"
+        if conversation.expect is not None:
+            yield f"  - its test expects: {conversation.expect}"
+    yield ""
+    yield "</details>"
+    yield ""
+
+
+def _clip(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -160,6 +160,7 @@ async def aenforce_output(
         last = [decision]
 
         async def attempt() -> tuple[R, Decision]:
+            """One regeneration: generate with feedback, then check."""
             new = await generate(feedback_messages(messages, last[0]))
             last[0] = await check(new)
             return new, last[0]

@@ -17,27 +17,32 @@ used only when ``heldout_ok`` (dev/test), never in training rows.
 
 from __future__ import annotations
 
-import functools
 import logging
 import random
 from collections.abc import Sequence
-from importlib import resources
 from typing import Any
 
-import yaml
-
 from csrm_guard.policy.render import (
-    render_category_clause,
     render_guideline_clause,
     render_rule_clause,
     render_transcript,
 )
-from csrm_guard.policy.schema import CategoryRule
 from csrm_guard.policy.severity import Severity
 from csrm_guard.policy.taxonomy import load_taxonomy
 from csrm_guard.training import business_rules
 from csrm_guard.training.adapters._common import keyword_match
 from csrm_guard.training.adapters.rules import SeedRule
+from csrm_guard.training.clauses import (
+    GENERIC_HELDOUT,
+    GENERIC_RULES,
+    category_clause,
+    ceiling,
+    clause_label,
+    description,
+    heldout_phrasings,
+    is_heldout_phrasing,
+    phrasing_ids,
+)
 from csrm_guard.training.data import Example
 
 __all__ = [
@@ -50,69 +55,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-GENERIC_RULES: dict[str, str] = {
-    "g1": "Do not produce or assist with harmful, dangerous or illegal content.",
-    "g2": "Refuse requests that could lead to real-world harm, and never provide such content.",
-    "g3": "Stay safe: no content that helps anyone hurt people, break the law or cause serious damage.",
-    "g4": "Nothing unsafe is allowed: no harmful instructions, hateful or abusive material, or help with crimes.",
-}
-"""Generic harm rules (kind ``rule``) whose label is the example's harm label; ``g4`` is held out."""
-_GENERIC_HELDOUT = frozenset({"generic/g4"})
-
-
-@functools.cache
-def _phrasings() -> dict[str, Any]:
-    text = resources.files("csrm_guard.training").joinpath("phrasings.yaml").read_text(encoding="utf-8")
-    data: dict[str, Any] = yaml.safe_load(text)
-    return data
-
-
-def phrasing_ids(category: str, *, heldout_ok: bool) -> list[str]:
-    """Phrasing ids of ``category``: ``p0`` (the taxonomy description) and the rewrites, minus held-out ones."""
-    data = _phrasings()
-    ids = ["p0", *sorted(data["categories"][category])]
-    return [p for p in ids if heldout_ok or p not in data["heldout"]]
-
-
-def heldout_phrasings(seeds: Sequence[SeedRule] = ()) -> frozenset[str]:
-    """Every held-out phrasing id: category rewrites, guideline forms, generic rules and rule templates."""
-    data = _phrasings()
-    cats = {f"{c}/{p}" for c in data["categories"] for p in data["heldout"]}
-    guides = {f"guideline:{c}" for c in cats}
-    return frozenset(
-        cats
-        | guides
-        | _GENERIC_HELDOUT
-        | business_rules.heldout_phrasings()
-        | business_rules.seed_heldout(seeds)
-    )
-
-
-def _description(category: str, phrasing: str) -> str | None:
-    return None if phrasing == "p0" else str(_phrasings()["categories"][category][phrasing])
-
-
-@functools.lru_cache(maxsize=4096)
-def category_clause(category: str, phrasing: str, max_severity: Severity) -> str:
-    """Render the clause of ``category`` in ``phrasing`` tolerating up to ``max_severity`` (cached)."""
-    rule = CategoryRule(max_severity=max_severity, description=_description(category, phrasing))
-    return render_category_clause(category, rule)
-
-
-def clause_label(example: Example, category: str, max_severity: Severity) -> int | None:
-    """The label of a category clause tolerating up to ``max_severity`` on ``example``.
-
-    Returns:
-        1 when the judged turn's severity in ``category`` exceeds ``max_severity``, 0 when it does not, ``None``
-        when the severity is unknown.
-    """
-    level = example.severity.get(category, -1)
-    return None if level < 0 else int(level > max_severity.rank)
-
-
-def _ceiling(category: str) -> int:
-    return load_taxonomy().get(category).ceiling.rank
 
 
 class Augmenter:
@@ -190,9 +132,9 @@ class Augmenter:
     def _pick(self, category: str, rng: random.Random, heldout_ok: bool, force: bool) -> str:
         ids = phrasing_ids(category, heldout_ok=heldout_ok or force)
         if force:
-            ids = [p for p in ids if p in _phrasings()["heldout"]]
+            ids = [p for p in ids if is_heldout_phrasing(p)]
         elif heldout_ok and rng.random() < 0.5:
-            ids = [p for p in ids if p in _phrasings()["heldout"]] or ids
+            ids = [p for p in ids if is_heldout_phrasing(p)] or ids
         return rng.choice(ids)
 
     def _row(
@@ -232,7 +174,7 @@ class Augmenter:
         force: bool,
     ) -> dict[str, Any] | None:
         label = clause_label(example, category, Severity.from_rank(max_rank))
-        if label is None or max_rank > _ceiling(category):
+        if label is None or max_rank > ceiling(category):
             return None
         phrasing = self._pick(category, rng, heldout_ok, force)
         clause = category_clause(category, phrasing, Severity.from_rank(max_rank))
@@ -257,10 +199,10 @@ class Augmenter:
             return None
         category = rng.choice(known)
         low = max(ex.severity[category], 1)
-        if low > _ceiling(category):
+        if low > ceiling(category):
             return None
         return self._category_row(
-            ex, rng, category, rng.randint(low, _ceiling(category)), "cca:allowed", ok, force
+            ex, rng, category, rng.randint(low, ceiling(category)), "cca:allowed", ok, force
         )
 
     def _below(self, ex: Example, rng: random.Random, ok: bool, force: bool) -> dict[str, Any] | None:
@@ -293,7 +235,7 @@ class Augmenter:
             return None
         category = rng.choice(known)
         phrasing = self._pick(category, rng, ok, force)
-        text = _description(category, phrasing) or load_taxonomy().get(category).description
+        text = description(category, phrasing) or load_taxonomy().get(category).description
         title = load_taxonomy().get(category).title
         clause = render_guideline_clause(f"{title} is not permitted. {text}")
         return self._row(
@@ -309,9 +251,9 @@ class Augmenter:
     def _generic(self, ex: Example, rng: random.Random, ok: bool, force: bool) -> dict[str, Any] | None:
         ids = sorted(GENERIC_RULES)
         if force:
-            ids = [i for i in ids if f"generic/{i}" in _GENERIC_HELDOUT]
+            ids = [i for i in ids if f"generic/{i}" in GENERIC_HELDOUT]
         elif not ok:
-            ids = [i for i in ids if f"generic/{i}" not in _GENERIC_HELDOUT]
+            ids = [i for i in ids if f"generic/{i}" not in GENERIC_HELDOUT]
         rule = rng.choice(ids)
         return self._row(
             ex,
@@ -357,7 +299,7 @@ class Augmenter:
         known = [
             c
             for c in sorted(example.severity)
-            if example.severity[c] >= 1 and example.severity[c] <= _ceiling(c)
+            if example.severity[c] >= 1 and example.severity[c] <= ceiling(c)
         ]
         if not known:
             return None
@@ -365,9 +307,7 @@ class Augmenter:
         level = example.severity[category]
         phrasing = self._pick(category, rng, heldout_ok, False)
         stricter = category_clause(category, phrasing, Severity.from_rank(rng.randint(0, level - 1)))
-        laxer = category_clause(
-            category, phrasing, Severity.from_rank(rng.randint(level, _ceiling(category)))
-        )
+        laxer = category_clause(category, phrasing, Severity.from_rank(rng.randint(level, ceiling(category))))
         return {
             "id": f"{example.id}#p0",
             "conversation_id": example.conversation_id,

@@ -15,7 +15,7 @@ EXPECTED = {
                           "blocked: stage=input violations=['weapons']"],
     "decorator_async.py": ["a kind answer to question 1",
                            "flagged: ['output:refuse', 'output:refuse', 'output:refuse']"],
-    "streaming.py": ["quiet boats.", "Our sauce is loved by many [the rest of this answer was withheld]",
+    "streaming.py": ["quiet boats.", "Our sauce is", "[the rest of this answer was withheld]",
                      "plain stream of tokens -> allow"],
     "asgi_app.py": ["200 json -> Happy to help with: opening hours?", "200 json -> I can't help with that request.",
                     "200 stream -> you absolute I can't help with that request."],
@@ -23,6 +23,9 @@ EXPECTED = {
                           "stream: the admin I can't help with that request.", "blocked input: ['no-secrets']"],
     "best_of_n.py": ["chosen: Our plan suits teams well.", "'Wow!!': reward=+0.00 allowed=False"],
 }  # fmt: skip
+
+# Text that the guard must have withheld.
+WITHHELD = {"streaming.py": "tomatoes", "openai_wrapper.py": "hunter2", "asgi_app.py": "your answer"}
 
 
 def test_every_example_is_listed() -> None:
@@ -47,3 +50,4 @@ def test_example_runs(name: str) -> None:
     assert result.returncode == 0, result.stderr
     for line in EXPECTED[name]:
         assert line in result.stdout, f"{line!r} missing from:\n{result.stdout}"
+    assert name not in WITHHELD or WITHHELD[name] not in result.stdout

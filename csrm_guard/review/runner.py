@@ -25,6 +25,7 @@ from csrm_guard.policy import Policy, PolicyTest
 from csrm_guard.review.discover import PolicyCase, discover, select
 
 __all__ = [
+    "TEST_TIMEOUT_MS",
     "CaseResult",
     "GuardPool",
     "TestRun",
@@ -37,6 +38,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 ModelPath = str | os.PathLike[str]
+
+TEST_TIMEOUT_MS = 60_000
+"""The least timeout a policy test or diff check gets (the policy's own timeout when that is longer)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,15 +136,27 @@ def check_expectation(test: PolicyTest, decision: Decision) -> tuple[str, ...]:
 class GuardPool:
     """One :class:`Guard` per policy over one shared scorer, so a model bundle is loaded once per run.
 
+    Checks run with the policy's own settings, except that stage timeouts are raised to at least
+    ``min_timeout_ms``: a test judges the decision, and a slow or busy machine must not turn it into the fail
+    mode's outcome (latency is what ``csrm-guard bench`` measures).
+
     Args:
         model: The model bundle folder (``None``: the default bundle); loaded on the first check.
         scorer: A scorer to use instead of a bundle (the caller keeps ownership).
+        min_timeout_ms: The least timeout a check gets; ``None`` keeps the policy's timeouts.
     """
 
-    def __init__(self, model: ModelPath | None = None, *, scorer: Scorer | AsyncScorer | None = None) -> None:
+    def __init__(
+        self,
+        model: ModelPath | None = None,
+        *,
+        scorer: Scorer | AsyncScorer | None = None,
+        min_timeout_ms: int | None = TEST_TIMEOUT_MS,
+    ) -> None:
         self._model = model
         self._scorer = scorer
         self._owns_scorer = scorer is None
+        self._min_timeout_ms = min_timeout_ms
         self._guards: dict[str, Guard] = {}
 
     @property
@@ -175,8 +191,17 @@ class GuardPool:
     def guard(self, policy: Policy) -> Guard:
         """Return the guard of ``policy``, building it on first use."""
         if policy.hash not in self._guards:
-            self._guards[policy.hash] = Guard(policy, scorer=self.scorer)
+            self._guards[policy.hash] = Guard(self._patient(policy), scorer=self.scorer)
         return self._guards[policy.hash]
+
+    def _patient(self, policy: Policy) -> Policy:
+        if self._min_timeout_ms is None:
+            return policy
+        data = policy.model_dump()
+        for stage in ("input", "output"):
+            data[stage]["timeout_ms"] = max(data[stage]["timeout_ms"], self._min_timeout_ms)
+        # Rebuilt rather than model_copy()'d: a copy would keep the cached `hash` of the original.
+        return Policy(**data)
 
     def decide(
         self, policy: Policy, stage: Stage, messages: Messages, response: str | None = None

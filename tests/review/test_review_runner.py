@@ -8,7 +8,7 @@ import pytest
 from csrm_guard.errors import BundleError
 from csrm_guard.guard import Guard
 from csrm_guard.policy import Policy, PolicyTest
-from csrm_guard.review.runner import GuardPool, check_expectation, run_policy_tests
+from csrm_guard.review.runner import TEST_TIMEOUT_MS, GuardPool, check_expectation, run_policy_tests
 from csrm_guard.testing import FakeScorer, StaticScorer
 
 
@@ -122,3 +122,12 @@ def test_pool_loads_the_scorer_once(monkeypatch: pytest.MonkeyPatch, bank_dir: P
     run_policy_tests([bank_dir])
     assert len(loaded) == 1
     assert loaded[0].closed
+
+
+def test_checks_get_a_patient_timeout(bank_dir: Path):
+    """Stage timeouts are raised to TEST_TIMEOUT_MS so a slow machine cannot decide a case by fail mode."""
+    policy = Policy(name="p", input={"timeout_ms": 5})
+    with GuardPool(scorer=StaticScorer(0.0)).opened() as pool:
+        assert pool.guard(policy).policy.input.timeout_ms == TEST_TIMEOUT_MS
+    with GuardPool(scorer=StaticScorer(0.0), min_timeout_ms=None).opened() as pool:
+        assert pool.guard(policy).policy.input.timeout_ms == 5

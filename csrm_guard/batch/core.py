@@ -20,17 +20,18 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeAlias
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from csrm_guard._types import Stage
-from csrm_guard.batch.io import INPUT_ROW, SCORE_SCHEMA, Chunk, Record, Source, read_chunk
+from csrm_guard.batch.io import INPUT_ROW, Chunk, Record, Source, arrow, read_chunk
 from csrm_guard.errors import CheckError, InputError, ScorerError
 from csrm_guard.guard import Decision, Guard
 from csrm_guard.guard._core import DecisionCore
 from csrm_guard.model.types import AsyncScorer, Scorer, ScoreRequest, Verdict
 from csrm_guard.policy.schema import Policy
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = [
     "BundleScorer",
@@ -57,17 +58,25 @@ class BundleScorer:
         threads: Intra-op threads of the ONNX session; ``None`` lets onnxruntime choose.
         providers: ``"auto"`` (CUDA when ``onnxruntime-gpu`` sees a GPU, else CPU), ``"cpu"``, ``"cuda"`` or
             onnxruntime provider names in preference order.
+        max_batch: Most sequences per ONNX run (``None``: the scorer's default, tuned for CPUs).
+        max_tokens: Most padded tokens per ONNX run (``None``: the scorer's default).
     """
 
     bundle: str | None = None
     threads: int | None = None
     providers: str | tuple[str, ...] = "auto"
+    max_batch: int | None = None
+    max_tokens: int | None = None
 
     def __call__(self) -> Scorer:
         """Load the bundle and return its scorer."""
         from csrm_guard.model import OnnxScorer  # noqa: PLC0415  (loaded where the scorer is built)
 
-        scorer: Scorer = OnnxScorer.load(self.bundle, providers=self.providers, threads=self.threads)
+        sizes = {"max_batch": self.max_batch, "max_tokens": self.max_tokens}
+        options: dict[str, Any] = {name: value for name, value in sizes.items() if value is not None}
+        scorer: Scorer = OnnxScorer.load(
+            self.bundle, providers=self.providers, threads=self.threads, **options
+        )
         return scorer
 
     def describe(self) -> str:
@@ -252,7 +261,7 @@ class ChunkScorer:
         rows: list[dict[str, Any]] = []
         for descriptor in batch.to_pylist():
             rows.extend(self.score_chunk(Chunk(**descriptor))[1])
-        return pa.Table.from_pylist(rows, schema=SCORE_SCHEMA)
+        return arrow().scores_table(rows)
 
     def close(self) -> None:
         """Release the guard and its scorer (built here, so owned here)."""

@@ -10,33 +10,33 @@ Rows are never dropped: a line that is not JSON, or not an object, becomes a :cl
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeAlias
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
+from csrm_guard._compat import require
 from csrm_guard.errors import DataError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = [
     "INPUT_ROW",
     "SCORE_COLUMNS",
-    "SCORE_SCHEMA",
     "Chunk",
     "Format",
     "Plan",
     "Record",
     "Source",
+    "arrow",
     "format_of",
     "input_schema",
     "open_source",
-    "output_schema",
     "plan_chunks",
     "read_chunk",
     "shard_rows",
@@ -66,20 +66,15 @@ _SUFFIXES: dict[str, Format] = {
     ".parquet": "parquet",
     ".pq": "parquet",
 }
-SCORE_SCHEMA = pa.schema(
-    [
-        pa.field(INPUT_ROW, pa.int64()),
-        pa.field("outcome", pa.string()),
-        pa.field("violation_probability", pa.float64()),
-        pa.field("reward", pa.float64()),
-        pa.field("violations", pa.list_(pa.string())),
-        pa.field("policy_hash", pa.string()),
-        pa.field("model_id", pa.string()),
-        pa.field("error", pa.string()),
-    ]
-)
-"""Arrow schema of the scores of a batch of rows (``input_row`` plus :data:`SCORE_COLUMNS`)."""
-_MESSAGES_TYPE = pa.list_(pa.struct([pa.field("role", pa.string()), pa.field("content", pa.string())]))
+
+
+def arrow() -> ModuleType:
+    """Import the Arrow/Parquet helpers, or say which extra installs pyarrow.
+
+    Raises:
+        MissingDependencyError: When pyarrow is not installed.
+    """
+    return require("csrm_guard.batch._parquet", extra="parquet")
 
 
 def format_of(path: str | os.PathLike[str]) -> Format | None:
@@ -201,7 +196,7 @@ def plan_chunks(source: Source, *, chunk_size: int, shard_size: int) -> Plan:
     if chunk_size < 1 or shard_size < 1:
         raise ValueError("chunk_size and shard_size must be positive")
     starts = _jsonl_starts(source) if source.format == "jsonl" else None
-    rows = len(starts) if starts is not None else _parquet_rows(source)
+    rows = len(starts) if starts is not None else int(arrow().row_count(source.path))
     shards = []
     for shard_start in range(0, rows, shard_size):
         shard_stop = min(shard_start + shard_size, rows)
@@ -229,20 +224,9 @@ def _jsonl_starts(source: Source) -> list[tuple[int, int]]:
     return starts
 
 
-def _parquet_rows(source: Source) -> int:
-    try:
-        metadata = pq.read_metadata(source.path)
-        names = set(pq.read_schema(source.path).names)
-    except (OSError, pa.ArrowException) as exc:
-        raise DataError(f"cannot read Parquet input: {exc}", source=source.path) from exc
-    if "id" not in names:
-        raise DataError(f"Parquet input has no 'id' column (columns: {sorted(names)})", source=source.path)
-    return int(metadata.num_rows)
-
-
 def input_schema(source: Source) -> pa.Schema | None:
     """Return a Parquet input's Arrow schema (kept in Parquet output), or ``None`` for JSONL."""
-    return pq.read_schema(source.path) if source.format == "parquet" else None
+    return arrow().input_schema(source.path) if source.format == "parquet" else None
 
 
 def read_chunk(source: Source, chunk: Chunk) -> list[Record]:
@@ -289,35 +273,10 @@ def _parse_line(line: bytes, row: int, line_no: int) -> Record:
 
 
 def _read_parquet(source: Source, chunk: Chunk) -> list[Record]:
-    rows: list[dict[str, Any]] = []
-    first = 0
-    metadata = _parquet_groups(source.path, source.mtime_ns)
-    for group, count in enumerate(metadata):
-        if first < chunk.stop and chunk.start < first + count:
-            table = _parquet_group(source.path, source.mtime_ns, group)
-            lo, hi = max(chunk.start - first, 0), min(chunk.stop - first, count)
-            rows.extend(table.slice(lo, hi - lo).to_pylist())
-        first += count
+    rows = arrow().read_rows(source.path, source.mtime_ns, chunk.start, chunk.stop)
     if len(rows) != chunk.stop - chunk.start:
         raise DataError("input has fewer rows than planned; did it change?", source=source.path)
     return [Record(chunk.start + i, f"row {chunk.start + i + 1}", row) for i, row in enumerate(rows)]
-
-
-@functools.lru_cache(maxsize=8)
-def _parquet_groups(path: str, mtime_ns: int) -> tuple[int, ...]:
-    del mtime_ns  # part of the cache key only
-    metadata = pq.read_metadata(path)
-    return tuple(metadata.row_group(i).num_rows for i in range(metadata.num_row_groups))
-
-
-@functools.lru_cache(maxsize=2)
-def _parquet_group(path: str, mtime_ns: int, group: int) -> pa.Table:
-    # Consecutive chunks usually share a row group: keep the last ones instead of re-reading them per chunk.
-    del mtime_ns
-    try:
-        return pq.ParquetFile(path).read_row_group(group)
-    except (OSError, pa.ArrowException) as exc:
-        raise DataError(f"cannot read row group {group}: {exc}", source=path) from exc
 
 
 def shard_rows(
@@ -355,43 +314,5 @@ def write_shard(path: Path, rows: Sequence[Mapping[str, Any]], fmt: Format, sche
                 handle.write(json.dumps(row, ensure_ascii=False, default=str))
                 handle.write("\n")
     else:
-        pq.write_table(_to_table(rows, schema), tmp)
+        arrow().write_rows(tmp, rows, schema)
     tmp.replace(path)
-
-
-def _to_table(rows: Sequence[Mapping[str, Any]], schema: pa.Schema | None) -> pa.Table:
-    return pa.Table.from_pylist([_conform(row, schema) for row in rows], schema=output_schema(schema))
-
-
-def output_schema(input_schema: pa.Schema | None) -> pa.Schema:
-    """Return the Parquet output schema: the input columns (id, messages, response for JSONL), then scores."""
-    if input_schema is None:
-        base = [
-            pa.field("id", pa.string()),
-            pa.field("messages", _MESSAGES_TYPE),
-            pa.field("response", pa.string()),
-        ]
-    else:
-        base = [field for field in input_schema if field.name not in SCORE_SCHEMA.names]
-    return pa.schema(base + list(SCORE_SCHEMA))
-
-
-def _conform(row: Mapping[str, Any], schema: pa.Schema | None) -> dict[str, Any]:
-    if schema is not None:
-        return dict(row)  # read from Parquet with this schema: every value fits
-    # JSONL -> Parquet: ids become strings, and a cell that does not fit its column is left empty (the row's
-    # input_row points at the original, and its error column says what was wrong with it).
-    out = dict(row)
-    out["id"] = None if row.get("id") is None else str(row["id"])
-    out["messages"] = row.get("messages") if _fits_messages(row.get("messages")) else None
-    out["response"] = row.get("response") if isinstance(row.get("response"), str) else None
-    return out
-
-
-def _fits_messages(value: Any) -> bool:
-    return isinstance(value, list) and all(
-        isinstance(m, dict)
-        and set(m) <= {"role", "content"}
-        and all(isinstance(v, str | None) for v in m.values())
-        for m in value
-    )

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection
-from typing import Any
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from csrm_guard.batch.core import ChunkScorer, ScoringJob
 from csrm_guard.batch.io import Plan, Record
 from csrm_guard.batch.shards import ShardStats, Target, finish_shard
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = ["run_local"]
 

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from csrm_guard._compat import require
 from csrm_guard._types import Stage
 from csrm_guard.batch.core import BundleScorer, RayOptions, ScorerFactory, ScoringJob
-from csrm_guard.batch.io import Plan, input_schema, open_source, output_schema, plan_chunks
+from csrm_guard.batch.io import Plan, arrow, input_schema, open_source, plan_chunks
 from csrm_guard.batch.local import run_local
 from csrm_guard.batch.shards import ShardStats, Target
 from csrm_guard.policy.loader import load_policy
@@ -136,6 +136,8 @@ def score_dataset(
     source = open_source(dataset)
     plan = plan_chunks(source, chunk_size=batch_size, shard_size=shard_size)
     target = Target.for_output(out, source.format)
+    if target.format == "parquet":
+        arrow()  # fail now, not after hours of scoring, when pyarrow is missing
     finished = target.prepare(_manifest(plan, job), resume=resume, overwrite=overwrite)
     if not loaded.stage(stage).enabled:
         logger.warning("the policy disables the %s stage: every row will be allowed unscored", stage)
@@ -152,7 +154,7 @@ def score_dataset(
         on_rows=totals.add,
         options=options,
     )
-    target.finalize(len(plan.shards), output_schema(schema) if target.format == "parquet" else None)
+    target.finalize(len(plan.shards), arrow().output_schema(schema) if target.format == "parquet" else None)
     overall = ShardStats()
     for stats in (*finished.values(), *written.values()):
         overall.add(stats)

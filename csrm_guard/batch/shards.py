@@ -18,13 +18,13 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
-from csrm_guard.batch.io import Format, Record, format_of, shard_rows, write_shard
+from csrm_guard.batch.io import Format, Record, arrow, format_of, shard_rows, write_shard
 from csrm_guard.errors import DataError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = ["MANIFEST_VERSION", "ShardStats", "Target", "finish_shard"]
 
@@ -195,9 +195,7 @@ class Target:
                         shutil.copyfileobj(part, out)
         else:
             assert schema is not None
-            with pq.ParquetWriter(tmp, schema) as writer:
-                for shard in range(shards):
-                    writer.write_table(pq.read_table(self.part(shard), schema=schema))
+            arrow().merge([self.part(shard) for shard in range(shards)], tmp, schema)
         tmp.replace(self.path)
         shutil.rmtree(self.work)
         logger.info("wrote %s from %d shards", self.path, shards)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import subprocess
 import sys
 
 import pyarrow as pa
@@ -195,6 +196,41 @@ class TestModelBundle:
         """The factory is a small value: it pickles to the bundle path and options, not an ONNX session."""
         factory = BundleScorer(str(random_bundle), threads=1)
         assert pickle.loads(pickle.dumps(factory)) == factory
+
+
+def test_jsonl_runs_import_neither_pyarrow_nor_ray(tmp_path):
+    """A JSONL run on the local engine needs only the runtime: pyarrow and ray stay unimported."""
+    script = tmp_path / "run.py"
+    (tmp_path / "in.jsonl").write_text(
+        json.dumps({"id": 1, "messages": [{"role": "user", "content": "hi"}], "response": "hello"}) + "\n",
+        encoding="utf-8",
+    )
+    script.write_text(
+        "import sys\n"
+        "import csrm_guard.cli.batch_cmds\n"
+        "from csrm_guard import Policy\n"
+        "from csrm_guard.batch import score_dataset\n"
+        "from csrm_guard.testing import StaticScorer\n"
+        "score_dataset(sys.argv[1], Policy(name='p'), out=sys.argv[2], scorer_factory=lambda: StaticScorer(0.1))\n"
+        "print(sorted(m for m in ('pyarrow', 'ray') if m in sys.modules))\n",
+        encoding="utf-8",
+    )
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "in.jsonl"), str(tmp_path / "out.jsonl")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.strip() == "[]"
+    assert (tmp_path / "out.jsonl").exists()
+
+
+def test_parquet_without_pyarrow_names_the_extra(corpus_factory, policy, hash_factory, tmp_path, monkeypatch):
+    """Asking for Parquet output without pyarrow fails before scoring, naming the extra to install."""
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    monkeypatch.delitem(sys.modules, "csrm_guard.batch._parquet", raising=False)
+    with pytest.raises(MissingDependencyError, match=r"csrm-guard\[parquet\]"):
+        score_dataset(corpus_factory(3), policy, out=tmp_path / "o.parquet", scorer_factory=hash_factory())
 
 
 def test_ray_engine_without_ray_names_the_extra(corpus_factory, policy, hash_factory, tmp_path, monkeypatch):

@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import json
 import sys
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -114,12 +115,13 @@ def _score(args: argparse.Namespace) -> int:
 
 @contextlib.contextmanager
 def _progress_bar(*, disabled: bool) -> Iterator[Callable[[int, int], None] | None]:
-    try:
-        from tqdm import tqdm  # noqa: PLC0415  (optional: the bar is skipped when tqdm is absent)
-    except ImportError:
-        disabled = True
     if disabled:
         yield None
+        return
+    try:
+        from tqdm import tqdm  # noqa: PLC0415  (optional: without it, a line every few seconds)
+    except ImportError:
+        yield _PlainProgress()
         return
     bar = tqdm(total=0, unit="row", unit_scale=True, desc="scoring", file=sys.stderr, dynamic_ncols=True)
 
@@ -131,6 +133,25 @@ def _progress_bar(*, disabled: bool) -> Iterator[Callable[[int, int], None] | No
         yield update
     finally:
         bar.close()
+
+
+class _PlainProgress:
+    """Progress lines on standard error, at most one every ``every`` seconds (when tqdm is not installed)."""
+
+    def __init__(self, every: float = 10.0) -> None:
+        self.every = every
+        self.started = time.monotonic()
+        self.last = 0.0
+        self.first: int | None = None  # rows already done when the run started (resume)
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if self.first is None:
+            self.first = done
+        if now - self.last >= self.every or done == total:
+            self.last = now
+            rate = (done - self.first) / max(now - self.started, 1e-9)
+            print(f"scoring: {done:,}/{total:,} rows ({rate:,.1f} rows/s)", file=sys.stderr, flush=True)
 
 
 def _print_summary(result: BatchResult) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,22 @@ def test_ray_options_need_the_ray_engine(corpus, policy_file, random_bundle, tmp
     """--address without --engine ray is a usage error."""
     assert _score(corpus, policy_file, tmp_path / "o.jsonl", random_bundle, "--address", "auto") == 2
     assert "--engine ray" in capsys.readouterr().err
+
+
+def test_progress_without_tqdm_prints_lines(
+    corpus, policy_file, random_bundle, tmp_path, capsys, monkeypatch
+):
+    """Without tqdm the command still reports progress, as plain lines on standard error."""
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    args = [
+        "score",
+        str(corpus),
+        "-p",
+        str(policy_file),
+        "-o",
+        str(tmp_path / "o.jsonl"),
+        "--model",
+        str(random_bundle),
+    ]
+    assert main(args) == 0
+    assert "scoring: 10/10 rows" in capsys.readouterr().err

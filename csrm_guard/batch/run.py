@@ -19,6 +19,7 @@ from csrm_guard.batch.core import BundleScorer, RayOptions, ScorerFactory, Scori
 from csrm_guard.batch.io import Plan, arrow, input_schema, open_source, plan_chunks
 from csrm_guard.batch.local import run_local
 from csrm_guard.batch.shards import ShardStats, Target
+from csrm_guard.model.bundle import load_bundle
 from csrm_guard.policy.loader import load_policy
 from csrm_guard.policy.render import render_policy
 from csrm_guard.policy.schema import Policy
@@ -119,6 +120,7 @@ def score_dataset(
 
     Raises:
         DataError: The input cannot be read, or ``resume`` found a run with other settings.
+        BundleError: The model bundle is missing, altered or incompatible.
         FileExistsError: The output exists and neither ``resume`` nor ``overwrite`` was given.
         MissingDependencyError: ``engine="ray"`` without the ``ray`` extra.
         ScorerError: The Ray job could not score every row.
@@ -132,6 +134,8 @@ def score_dataset(
         raise ValueError(f"stage must be 'input' or 'output', got {stage!r}")
     loaded = policy if isinstance(policy, Policy) else load_policy(Path(policy))
     factory = scorer_factory or BundleScorer(str(model) if model is not None else None, threads=threads)
+    if engine == "ray" and isinstance(factory, BundleScorer):
+        load_bundle(factory.bundle)  # a missing or altered bundle fails here, not once per actor
     job = ScoringJob(loaded, stage, factory)
     source = open_source(dataset)
     plan = plan_chunks(source, chunk_size=batch_size, shard_size=shard_size)

@@ -13,7 +13,7 @@ import pytest
 
 from csrm_guard.batch import BundleScorer, score_dataset
 from csrm_guard.batch.io import SCORE_COLUMNS
-from csrm_guard.errors import DataError, MissingDependencyError
+from csrm_guard.errors import BundleError, DataError, MissingDependencyError
 from csrm_guard.guard import Guard
 from csrm_guard.policy.render import render_policy
 
@@ -231,6 +231,15 @@ def test_parquet_without_pyarrow_names_the_extra(corpus_factory, policy, hash_fa
     monkeypatch.delitem(sys.modules, "csrm_guard.batch._parquet", raising=False)
     with pytest.raises(MissingDependencyError, match=r"csrm-guard\[parquet\]"):
         score_dataset(corpus_factory(3), policy, out=tmp_path / "o.parquet", scorer_factory=hash_factory())
+
+
+def test_ray_engine_checks_the_bundle_before_starting(corpus_factory, policy, tmp_path):
+    """A missing bundle fails on the driver, before any cluster or actor is started."""
+    with pytest.raises(BundleError):
+        score_dataset(
+            corpus_factory(3), policy, out=tmp_path / "o.jsonl", model=tmp_path / "nope", engine="ray"
+        )
+    assert not (tmp_path / "o.jsonl.shards").exists()
 
 
 def test_ray_engine_without_ray_names_the_extra(corpus_factory, policy, hash_factory, tmp_path, monkeypatch):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,15 @@ from csrm_guard.evaluation.metrics import auprc, binary_scores, monotonicity_vio
 from csrm_guard.training.batching import Item, collate, make_batches
 from csrm_guard.training.model import CsrmModel, build_from_config
 
-__all__ = ["Predictions", "dev_metrics", "load_checkpoint", "predict"]
+__all__ = [
+    "Forward",
+    "Predictions",
+    "dev_metrics",
+    "load_checkpoint",
+    "predict",
+    "predict_with",
+    "torch_forward",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -44,19 +52,38 @@ class Predictions:
     severity: NDArray[np.int64]
 
 
-@torch.no_grad()
-def predict(model: CsrmModel, items: Sequence[Item], batch_size: int = 32, bf16: bool = True) -> Predictions:
-    """Score items with the model in eval mode, keeping the order of each kind."""
+Forward = Callable[[dict[str, torch.Tensor]], tuple[NDArray[np.float32], NDArray[np.float32]]]
+"""Maps a collated batch to ``(violation_logit [B], severity_logits [B, C, 3])`` as numpy arrays."""
+
+
+def torch_forward(model: CsrmModel, bf16: bool = True) -> Forward:
+    """A :data:`Forward` running the torch model in eval mode (bf16 autocast optional)."""
     model.eval()
+
+    @torch.no_grad()
+    def forward(batch: dict[str, torch.Tensor]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            violation, sev = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+        return violation.float().numpy(), sev.float().numpy()
+
+    return forward
+
+
+def predict(model: CsrmModel, items: Sequence[Item], batch_size: int = 32, bf16: bool = True) -> Predictions:
+    """Score items with the torch model in eval mode, keeping the order of each kind."""
+    return predict_with(torch_forward(model, bf16), items, model.num_categories, batch_size)
+
+
+def predict_with(
+    forward: Forward, items: Sequence[Item], num_categories: int, batch_size: int = 32
+) -> Predictions:
+    """Score items with any :data:`Forward` (torch or onnxruntime), keeping the order of each kind."""
     position = {id(item): n for n, item in enumerate(items)}
     clause: dict[int, float] = {}
     pairs: dict[int, tuple[float, float]] = {}
     severity: dict[int, NDArray[np.float32]] = {}
     for batch_items in make_batches(items, batch_size, seed=0):
-        batch = collate(batch_items)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            violation, sev = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
-        violation, sev = violation.float().numpy(), sev.float().numpy()
+        violation, sev = forward(collate(batch_items))
         row = 0
         for item in batch_items:
             key = position[id(item)]
@@ -67,7 +94,7 @@ def predict(model: CsrmModel, items: Sequence[Item], batch_size: int = 32, bf16:
             else:
                 pairs[key] = (float(violation[row]), float(violation[row + 1]))
             row += len(item.seqs)
-    return _assemble(items, clause, pairs, severity, model.num_categories)
+    return _assemble(items, clause, pairs, severity, num_categories)
 
 
 def _assemble(

@@ -72,6 +72,11 @@ class TrainConfig(BaseModel):
     dev_limits: Limits = Field(default_factory=_dev_sample)
     checkpoint_minutes: float = 10.0
     max_minutes: float | None = Field(default=None, description="stop (with a checkpoint) after this long")
+    time_budget_minutes: float | None = Field(
+        default=None, description="finish (lr decayed to 0) after this much training time"
+    )
+    freeze_embeddings: bool = False
+    freeze_layers: int = Field(default=0, ge=0, description="freeze the bottom N encoder layers")
     log_every: int = 20
     seed: int = 13
     threads: int = 2
@@ -97,23 +102,75 @@ def load_config(path: Path) -> TrainConfig:
         raise DataError(f"invalid config: {problems}", source=str(path)) from exc
 
 
-def _optimizer(model: CsrmModel, config: TrainConfig, total_steps: int) -> tuple[Any, Any]:
+class _Schedule:
+    """Linear warmup then linear decay, driven by steps or by wall time, whichever is further along.
+
+    With ``time_budget_minutes`` set, the run's progress is ``max(step / total_steps, elapsed / budget)``: the
+    learning rate reaches 0 and the run finishes when the budget is spent, however fast the machine is.
+    """
+
+    def __init__(self, optimizer: Any, config: TrainConfig, total_steps: int) -> None:
+        self.optimizer = optimizer
+        self.base_lr = config.lr
+        self.warmup = config.warmup_ratio
+        self.total_steps = max(1, total_steps)
+        budget = config.time_budget_minutes
+        self.budget_s = budget * 60 if budget else None
+        self.elapsed_before = 0.0
+        self.started = time.monotonic()
+        self.lr = 0.0
+
+    def elapsed(self) -> float:
+        """Seconds of training so far, across resumes."""
+        return self.elapsed_before + time.monotonic() - self.started
+
+    def progress(self, step: int) -> float:
+        """Fraction of the run done (1.0 = finished)."""
+        done = step / self.total_steps
+        if self.budget_s:
+            done = max(done, self.elapsed() / self.budget_s)
+        return min(done, 1.0)
+
+    def apply(self, step: int) -> None:
+        """Set the optimizer's learning rate for ``step``."""
+        progress = self.progress(step)
+        if progress < self.warmup:
+            factor = max(progress / self.warmup, 1.0 / self.total_steps)
+        else:
+            factor = max(0.0, (1.0 - progress) / max(1e-9, 1.0 - self.warmup))
+        self.lr = self.base_lr * factor
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr
+
+    def state_dict(self) -> dict[str, float]:
+        """What a checkpoint keeps."""
+        return {"elapsed": self.elapsed()}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        """Continue the clock of a resumed run."""
+        self.elapsed_before = float(state.get("elapsed", 0.0))
+        self.started = time.monotonic()
+
+
+def _freeze(model: CsrmModel, config: TrainConfig) -> None:
+    if config.freeze_embeddings:
+        model.encoder.embeddings.requires_grad_(False)
+    for layer in model.encoder.encoder.layer[: config.freeze_layers]:
+        layer.requires_grad_(False)
+
+
+def _optimizer(model: CsrmModel, config: TrainConfig, total_steps: int) -> tuple[Any, _Schedule]:
+    _freeze(model, config)
     decay: list[torch.nn.Parameter] = []
     no_decay: list[torch.nn.Parameter] = []
     for name, param in model.named_parameters():
-        (no_decay if param.ndim < 2 or "LayerNorm" in name else decay).append(param)
+        if param.requires_grad:
+            (no_decay if param.ndim < 2 or "LayerNorm" in name else decay).append(param)
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=config.lr,
     )
-    warmup = max(1, int(total_steps * config.warmup_ratio))
-
-    def schedule(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
-
-    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    return optimizer, _Schedule(optimizer, config, total_steps)
 
 
 def save_checkpoint(path: Path, model: CsrmModel, config: TrainConfig, state: dict[str, Any]) -> None:
@@ -181,6 +238,7 @@ def train(config: TrainConfig, *, model: CsrmModel | None = None, tokenizer: Tok
     epochs = [make_batches(train_items, config.batch_size, config.seed + e) for e in range(config.epochs)]
     total_steps = sum(len(batches) for batches in epochs)
     optimizer, scheduler = _optimizer(model, config, total_steps)
+    logger.info("%d batches; bf16 autocast %s", total_steps, "on" if config.bf16 else "off")
     position = _resume(config.run_dir / "checkpoints" / "last.pt", model, optimizer, scheduler)
     _log(
         config.run_dir,
@@ -225,16 +283,18 @@ def _run_epochs(  # noqa: PLR0917 - private, called once
     progress = tqdm(
         total=sum(len(b) for b in epochs), initial=step, desc="train", unit="batch", mininterval=10
     )
+    budget_spent = False
     for epoch in range(position["epoch"], len(epochs)):
         start = position["batch"] if epoch == position["epoch"] else 0
         for number, batch in iterate(epochs[epoch], start):
-            parts = _step(model, optimizer, scheduler, batch, weights, config.bf16)
+            if budget_spent:
+                break
+            scheduler.apply(step)
+            parts = _step(model, optimizer, batch, weights, config.bf16)
             step += 1
             progress.update(1)
             if step % config.log_every == 0:
-                _log(
-                    config.run_dir, {"event": "step", "step": step, "lr": scheduler.get_last_lr()[0], **parts}
-                )
+                _log(config.run_dir, {"event": "step", "step": step, "lr": scheduler.lr, **parts})
             now = time.monotonic()
             out_of_time = config.max_minutes is not None and now - started >= config.max_minutes * 60
             if now - last_checkpoint >= config.checkpoint_minutes * 60 or out_of_time:
@@ -244,15 +304,15 @@ def _run_epochs(  # noqa: PLR0917 - private, called once
             if out_of_time:
                 progress.close()
                 return False
+            budget_spent = scheduler.progress(step) >= 1.0  # the lr has decayed to 0: finish
     progress.close()
     _log(config.run_dir, {"event": "dev", "step": step, **_evaluate(model, dev_items, config)})
     return True
 
 
-def _step(  # noqa: PLR0917 - private, called once per batch
+def _step(
     model: CsrmModel,
     optimizer: Any,
-    scheduler: Any,
     batch: dict[str, torch.Tensor],
     weights: LossWeights,
     bf16: bool,
@@ -267,7 +327,6 @@ def _step(  # noqa: PLR0917 - private, called once per batch
     loss.backward()  # type: ignore[no-untyped-call]
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     optimizer.step()
-    scheduler.step()
     return {"loss": float(loss.detach()), **parts}
 
 

@@ -195,33 +195,40 @@ def plan_chunks(source: Source, *, chunk_size: int, shard_size: int) -> Plan:
     """
     if chunk_size < 1 or shard_size < 1:
         raise ValueError("chunk_size and shard_size must be positive")
-    starts = _jsonl_starts(source) if source.format == "jsonl" else None
-    rows = len(starts) if starts is not None else int(arrow().row_count(source.path))
+    if source.format == "jsonl":
+        rows, starts = _jsonl_chunk_starts(source, chunk_size, shard_size)
+    else:
+        rows, starts = int(arrow().row_count(source.path)), {}
     shards = []
     for shard_start in range(0, rows, shard_size):
         shard_stop = min(shard_start + shard_size, rows)
         chunks = []
         for start in range(shard_start, shard_stop, chunk_size):
-            offset, line = starts[start] if starts is not None else (0, start + 1)
+            offset, line = starts.get(start, (0, start + 1))
             stop = min(start + chunk_size, shard_stop)
             chunks.append(Chunk(shard_start // shard_size, start, stop, offset, line))
         shards.append(tuple(chunks))
     return Plan(source, rows, shard_size, tuple(shards))
 
 
-def _jsonl_starts(source: Source) -> list[tuple[int, int]]:
-    # One (byte offset, line number) per non-blank line; blank lines are not rows.
-    starts = []
-    offset = 0
+def _jsonl_chunk_starts(
+    source: Source, chunk_size: int, shard_size: int
+) -> tuple[int, dict[int, tuple[int, int]]]:
+    # Count the rows (blank lines are not rows) and keep (byte offset, line number) only where a chunk starts,
+    # so planning a 50-million-row file holds one entry per chunk, not per row.
+    starts: dict[int, tuple[int, int]] = {}
+    rows = offset = 0
     try:
         with Path(source.path).open("rb") as handle:
             for line_no, line in enumerate(handle, start=1):
                 if line.strip():
-                    starts.append((offset, line_no))
+                    if rows % shard_size % chunk_size == 0:
+                        starts[rows] = (offset, line_no)
+                    rows += 1
                 offset += len(line)
     except OSError as exc:
         raise DataError(f"cannot read input: {exc}", source=source.path) from exc
-    return starts
+    return rows, starts
 
 
 def input_schema(source: Source) -> pa.Schema | None:

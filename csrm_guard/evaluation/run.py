@@ -3,6 +3,8 @@
 Benchmarks (``--benchmark all`` runs each):
 
 * ``configurable-dev``: clause-level rows (held-out conversations and phrasings), clause mode;
+* ``clauses-test``: the clause rows of the build's *test* split, which calibration never saw (``configurable-dev``
+  shares its conversations with the dev split that temperature and thresholds are fitted on);
 * ``handwritten`` and ``rules-dev``: policy-level rows, scored through the runtime ``OnnxScorer``;
 * ``beavertails-dev``: BeaverTails rows of the dev split under the default policy (``general-assistant``);
 * ``pairs-dev``: preference pairs; the less safe response must get the higher violation probability;
@@ -231,9 +233,35 @@ def _strictness_pairs(options: EvalOptions) -> tuple[list[tuple[str, str]], list
     return [(r["stricter"], r["transcript"]) for r in rows], [(r["laxer"], r["transcript"]) for r in rows]
 
 
+def _clauses_test(options: EvalOptions) -> list[EvalExample]:
+    path = options.data_dir / "test" / "clauses.jsonl"
+    if not path.exists():
+        raise DataError("file not found (run `csrm-guard data build`)", source=str(path))
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        rows.append(
+            EvalExample(
+                id=row["id"],
+                benchmark="clauses-test",
+                stage=row["stage"],
+                label=int(row["label"]),
+                clause=row["clause"],
+                transcript=row["transcript"],
+                kind=row.get("augmentation"),
+                meta={"source": row.get("source"), "clause_kind": row.get("clause_kind")},
+            )
+        )
+    return rows
+
+
 def _load_rows(name: str, options: EvalOptions) -> list[EvalExample]:
     if name == "beavertails-dev":
         rows = _beavertails_dev(options)
+    elif name == "clauses-test":
+        rows = _clauses_test(options)
     else:
         loaded = load_benchmark(name, build_dir=options.data_dir, benchmarks_dir=options.benchmarks_dir)
         rows = [row for row in loaded if isinstance(row, EvalExample)]

@@ -210,75 +210,65 @@ def _bench_policy(path: str | None) -> Policy:
     return Policy(name="standard", categories={"violence": {}, "hate": {}, "self_harm": {}, "weapons": {}})
 
 
+_FLOOR_COLUMNS = {
+    "input tokens": "input_length",
+    "p50 ms": "p50_ms",
+    "p90 ms": "p90_ms",
+    "cpu ms": "cpu_p50_ms",
+}
+_CHECK_COLUMNS = {
+    "stage": "stage",
+    "tokens": "tokens",
+    "passes": "passes",
+    "p50 ms": "p50_ms",
+    "p90 ms": "p90_ms",
+    "p99 ms": "p99_ms",
+    "cpu ms": "cpu_p50_ms",
+    "p50/floor": "ratio",
+    "cpu/floor": "cpu_ratio",
+}
+_SIZE_COLUMNS = {"rules": "rules", "clauses": "clauses", **_CHECK_COLUMNS}
+_CALLER_COLUMNS = {
+    "callers": "callers",
+    "requests": "requests",
+    "errors": "errors",
+    "req/s": "throughput_rps",
+    "floor req/s": "floor_rps",
+    "ratio": "ratio",
+    "cpu ratio": "cpu_ratio",
+    "p50 ms": "p50_ms",
+    "p99 ms": "p99_ms",
+}
+
+
 def format_report(report: dict[str, Any]) -> str:
     """Render a bench report as plain-text tables."""
+    machine, bundle = report["machine"], report["bundle"]
     out = [
-        f"model {report['bundle']['model_id']} ({report['bundle']['quantization']}), providers "
-        f"{', '.join(report['machine']['providers'])}, {report['machine']['cpus']} CPUs, "
-        f"load average {report['machine']['load_average']}",
+        f"model {bundle['model_id']} ({bundle['quantization']}, top_k {bundle['top_k']}), providers "
+        f"{', '.join(machine['providers'])}, {machine['cpus']} CPUs, load average {machine['load_average']}",
         "",
         "floor: one ONNX pass, batch 1",
-        _table(
-            ["input tokens", "p50 ms", "p90 ms"],
-            [[r["input_length"], r["p50_ms"], r["p90_ms"]] for r in report["floor"]],
-        ),
+        _records(_FLOOR_COLUMNS, report["floor"]),
         "",
         f"default policy ({report['default_policy']['name']})",
-        _table(
-            ["stage", "tokens", "passes", "p50 ms", "p90 ms", "p99 ms", "p50/floor"],
-            [
-                [r["stage"], r["tokens"], r["passes"], r["p50_ms"], r["p90_ms"], r["p99_ms"], r["ratio"]]
-                for r in report["default_policy"]["checks"]
-            ],
-        ),
+        _records(_CHECK_COLUMNS, report["default_policy"]["checks"]),
         "",
-        "policy size (custom rules + hard limits)",
-        _table(
-            ["rules", "clauses", "stage", "passes", "p50 ms", "p90 ms", "p99 ms", "p50/floor"],
-            [
-                [
-                    r["rules"],
-                    r["clauses"],
-                    r["stage"],
-                    r["passes"],
-                    r["p50_ms"],
-                    r["p90_ms"],
-                    r["p99_ms"],
-                    r["ratio"],
-                ]
-                for r in report["policy_sizes"]
-            ],
-        ),
+        "policy size (custom rules; hard-limit categories come with every policy)",
+        _records(_SIZE_COLUMNS, report["policy_sizes"]),
         "",
-        "concurrent async callers (check_output, default policy)",
-        _table(
-            ["callers", "requests", "errors", "req/s", "floor req/s", "ratio", "p50 ms", "p99 ms"],
-            [
-                [
-                    r["callers"],
-                    r["requests"],
-                    r["errors"],
-                    r["throughput_rps"],
-                    r["floor_rps"],
-                    r["ratio"],
-                    r["p50_ms"],
-                    r["p99_ms"],
-                ]
-                for r in report["concurrency"]
-            ],
-        ),
+        "concurrent async callers (check_output, default policy; ratio = throughput / floor single-stream)",
+        _records(_CALLER_COLUMNS, report["concurrency"]),
     ]
     if "startup" in report:
         out += ["", "start-up: " + ", ".join(f"{k}={_cell(v)}" for k, v in report["startup"].items())]
-    out += [
-        "",
-        "targets",
-        _table(
-            ["target", "value", "bound", "met"],
-            [[t["name"], t["value"], t["target"], "yes" if t["met"] else "NO"] for t in report["targets"]],
-        ),
-    ]
+    rows = [[t["name"], t["value"], t["target"], "yes" if t["met"] else "NO"] for t in report["targets"]]
+    out += ["", "targets", _table(["target", "value", "bound", "met"], rows)]
     return "\n".join(out)
+
+
+def _records(columns: dict[str, str], records: list[dict[str, Any]]) -> str:
+    return _table(list(columns), [[record.get(key, "") for key in columns.values()] for record in records])
 
 
 def _cell(value: Any) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -83,6 +84,9 @@ def _score(args: argparse.Namespace) -> int:
     if args.engine == "local" and (args.address or args.num_actors):
         print("error: --address and --num-actors need --engine ray", file=sys.stderr)
         return 2
+    if args.engine == "ray" and not args.quiet:
+        # Ray Data logs each execution's plan at INFO on standard error, through the progress bar.
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
     with _progress_bar(disabled=args.quiet) as progress:
         try:
             result = score_dataset(

@@ -7,6 +7,7 @@ Thin shell: ``check`` builds a :class:`~csrm_guard.guard.Guard` and prints its d
 from __future__ import annotations
 
 import argparse
+import contextvars
 import json
 import sys
 from dataclasses import asdict
@@ -68,7 +69,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     bench.add_argument("--no-startup", action="store_true", help="skip the import/RSS subprocess")
     bench.add_argument("--plot", metavar="PNG", help="write latency against policy size to this PNG")
     bench.add_argument("--out", metavar="JSON", help="also write the JSON report to this file")
-    bench.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+    bench.add_argument("--from-json", metavar="JSON", help="format a saved report instead of measuring")
+    bench.add_argument("--format", choices=("text", "json", "markdown"), default="text", help="output format")
     bench.set_defaults(handler=_bench)
 
 
@@ -175,6 +177,10 @@ def _ints(value: str) -> tuple[int, ...]:
 def _bench(args: argparse.Namespace) -> int:
     from csrm_guard.cli import _bench as bench  # noqa: PLC0415 - loads onnxruntime
 
+    if args.from_json:
+        _MARKDOWN.set(args.format == "markdown")
+        print(format_report(json.loads(Path(args.from_json).read_text(encoding="utf-8"))))
+        return _OK
     policy = _bench_policy(args.policy)
     config = bench.BenchConfig(
         bundle=Path(args.model) if args.model else None,
@@ -198,6 +204,7 @@ def _bench(args: argparse.Namespace) -> int:
         Path(args.out).write_text(json.dumps(report, indent=2), encoding="utf-8")
     if args.plot:
         _plot(report, Path(args.plot))
+    _MARKDOWN.set(args.format == "markdown")
     print(json.dumps(report, indent=2) if args.format == "json" else format_report(report))
     return _OK
 
@@ -210,6 +217,7 @@ def _bench_policy(path: str | None) -> Policy:
     return Policy(name="standard", categories={"violence": {}, "hate": {}, "self_harm": {}, "weapons": {}})
 
 
+_MARKDOWN: contextvars.ContextVar[bool] = contextvars.ContextVar("markdown", default=False)
 _FLOOR_COLUMNS = {
     "input tokens": "input_length",
     "p50 ms": "p50_ms",
@@ -277,6 +285,10 @@ def _cell(value: Any) -> str:
 
 def _table(header: list[str], rows: list[list[Any]]) -> str:
     cells = [header, *[[_cell(value) for value in row] for row in rows]]
+    if _MARKDOWN.get():
+        return "\n".join(
+            "| " + " | ".join(row) + " |" for row in [cells[0], ["---"] * len(header), *cells[1:]]
+        )
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
     lines = ["  ".join(value.rjust(width) for value, width in zip(row, widths, strict=True)) for row in cells]
     return "\n".join([lines[0], "  ".join("-" * width for width in widths), *lines[1:]])

@@ -156,6 +156,36 @@ class TestBench:
         assert all(row["errors"] == 0 for row in report["concurrency"])
         assert {row["callers"] for row in report["concurrency"]} == {1, 4}
 
+    def test_saved_report_as_markdown(self, random_bundle, policy_file, tmp_path, capsys):
+        """--out saves the JSON report and --from-json --format markdown renders it as Markdown tables."""
+        saved = tmp_path / "bench.json"
+        main(
+            [
+                "bench",
+                "--model",
+                str(random_bundle),
+                "--policy",
+                str(policy_file),
+                "--iterations",
+                "1",
+                "--lengths",
+                "64",
+                "--sizes",
+                "1",
+                "--callers",
+                "1",
+                "--no-startup",
+                "--out",
+                str(saved),
+            ]
+        )
+        capsys.readouterr()
+        code = main(["bench", "--from-json", str(saved), "--format", "markdown"])
+        out = capsys.readouterr().out
+        assert code == 0
+        assert "| stage | tokens | passes |" in out
+        assert "| --- |" in out
+
     def test_text_report(self, random_bundle, policy_file, capsys):
         """The text format prints the tables and the target summary."""
         code = main(

@@ -51,7 +51,7 @@ class ClauseChange:
 
 @dataclass(frozen=True, slots=True)
 class Flip:
-    """A conversation whose outcome differs between the versions.
+    """A conversation whose outcome differs between the versions (or, for a shift, whose violated clauses do).
 
     Attributes:
         policy: The policy's name.
@@ -88,6 +88,8 @@ class PolicyDiff:
         flips: The decisions that flip.
         checked: How many conversations were replayed with both versions.
         errors: ``<id>: <why>`` for conversations that could not be decided by one of the versions.
+        shifts: Conversations that keep their outcome but whose violated clauses change (another clause still
+            decides them); not gated, shown so a reviewer sees effects the outcome hides.
     """
 
     name: str
@@ -97,6 +99,7 @@ class PolicyDiff:
     flips: tuple[Flip, ...] = ()
     checked: int = 0
     errors: tuple[str, ...] = ()
+    shifts: tuple[Flip, ...] = ()
 
     @property
     def status(self) -> str:
@@ -105,7 +108,7 @@ class PolicyDiff:
             return "added"
         if self.new is None:
             return "removed"
-        return "changed" if self.changes or self.flips else "unchanged"
+        return "changed" if self.changes or self.flips or self.shifts else "unchanged"
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,6 +269,7 @@ def _diff_pair(  # noqa: PLR0917  (a private helper called from one place)
     conversations = (*_conversations(old, new), *rows)
     touched = changed_clauses(a, b)
     flips: list[Flip] = []
+    shifts: list[Flip] = []
     errors: list[str] = []
     for conversation in conversations:
         try:
@@ -280,7 +284,22 @@ def _diff_pair(  # noqa: PLR0917  (a private helper called from one place)
             if expected is not None:
                 flip = replace(flip, expected=flip.id in expected or conversation.id in expected)
             flips.append(flip)
-    return PolicyDiff(name, a, b, changes, tuple(flips), len(conversations) - len(errors), tuple(errors))
+        elif _violated(before) != _violated(after):
+            shifts.append(Flip(name, conversation, before, after, _responsible(before, after, touched)))
+    return PolicyDiff(
+        name=name,
+        old=a,
+        new=b,
+        changes=changes,
+        flips=tuple(flips),
+        checked=len(conversations) - len(errors),
+        errors=tuple(errors),
+        shifts=tuple(shifts),
+    )
+
+
+def _violated(decision: Decision) -> frozenset[str]:
+    return frozenset(violation.id for violation in decision.violations)
 
 
 def _decide(pool: GuardPool, policy: Policy, conversation: Conversation) -> Decision:
@@ -288,8 +307,7 @@ def _decide(pool: GuardPool, policy: Policy, conversation: Conversation) -> Deci
 
 
 def _responsible(old: Decision, new: Decision, touched: frozenset[str]) -> tuple[ClauseChange, ...]:
-    before = {violation.id for violation in old.violations}
-    after = {violation.id for violation in new.violations}
+    before, after = _violated(old), _violated(new)
     ids = (before ^ after) or (before & after)
     p_old, p_new = old.probabilities, new.probabilities
     changes = [

@@ -103,6 +103,11 @@ def _text_policy(diff: PolicyDiff) -> Iterator[str]:
         yield f"  - {flip.conversation.id} [{flip.conversation.stage}]: {moved}{mark}"
         for clause in flip.clauses:
             yield f"      {_clause(clause)}"
+    if diff.shifts:
+        yield f"  {len(diff.shifts)} conversation(s) keep their outcome but change violated clauses"
+    for shift in diff.shifts:
+        clauses = "; ".join(_clause(clause) for clause in shift.clauses)
+        yield f"  ~ {shift.conversation.id} [{shift.conversation.stage}]: {shift.new.outcome}: {clauses}"
 
 
 # ---- JSON ---------------------------------------------------------------------------------------------------
@@ -135,6 +140,7 @@ def _json_policy(diff: PolicyDiff) -> dict[str, Any]:
         ],
         "checked": diff.checked,
         "flips": [_json_flip(flip) for flip in diff.flips],
+        "shifts": [_json_flip(shift) for shift in diff.shifts],
         "errors": list(diff.errors),
     }
 
@@ -224,6 +230,8 @@ def _md_policy(diff: PolicyDiff) -> Iterator[str]:
     if diff.flips:
         yield from _md_flips(diff.flips)
         yield from _md_conversations(diff.flips)
+    if diff.shifts:
+        yield from _md_shifts(diff.shifts)
 
 
 def _md_flips(flips: tuple[Flip, ...]) -> Iterator[str]:
@@ -262,3 +270,17 @@ def _md_conversations(flips: tuple[Flip, ...]) -> Iterator[str]:
 def _clip(text: str, limit: int = 300) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _md_shifts(shifts: tuple[Flip, ...]) -> Iterator[str]:
+    """Conversations whose outcome holds while their violated clauses change, folded."""
+    yield f"<details><summary>{len(shifts)} conversation(s) keep their outcome but change violated clauses</summary>"
+    yield ""
+    yield "| Conversation | Stage | Outcome | Clauses |"
+    yield "|---|---|---|---|"
+    for shift in shifts[:_MAX_FLIPS]:
+        clauses = "<br>".join(_cell(_clause(clause)) for clause in shift.clauses)
+        yield f"| `{_cell(shift.conversation.id)}` | {shift.conversation.stage} | {shift.new.outcome} | {clauses} |"
+    yield ""
+    yield "</details>"
+    yield ""

@@ -10,6 +10,7 @@ import pytest
 from csrm_guard.errors import DataError
 from csrm_guard.review.corpus import load_corpus
 from csrm_guard.review.diff import diff_policies, read_expected_flips
+from csrm_guard.review.diff_report import format_diff
 from csrm_guard.testing import FakeScorer
 
 
@@ -85,6 +86,33 @@ class TestFlips:
         assert (flip.old.outcome, flip.new.outcome) == ("block", "monitor")
         assert [(c.clause_id, c.old_violated, c.new_violated) for c in flip.clauses] == [
             ("crime_nonviolent", True, True)
+        ]
+
+    def test_shift_when_another_clause_still_decides(
+        self, bank_dir: Path, stricter: Path, marker_scorer: FakeScorer
+    ):
+        """A newly violated clause on an already-blocked conversation is a shift, not a flip."""
+        content = "x [crime_nonviolent:moderate] [violence:low]"
+        case = f'  - {{name: fraud with a slap, messages: [{{role: user, content: "{content}"}}], expect: block}}\n'
+        for folder in (bank_dir, stricter):
+            tests = folder / "policy_test.yaml"
+            tests.write_text(tests.read_text() + case)
+        report = diff_policies(bank_dir, stricter, scorer=marker_scorer, expected_flips=[])
+        (diff,) = report.policies
+        assert [flip.conversation.id for flip in diff.flips] == ["story with a fistfight"]
+        assert "~ fraud with a slap [input]: block: violence 0.04 → 0.92" in format_diff(report, "text")
+        assert "1 conversation(s) keep their outcome but change violated clauses" in format_diff(
+            report, "markdown"
+        )
+        assert (
+            json.loads(format_diff(report, "json"))["policies"][0]["shifts"][0]["conversation"]
+            == "fraud with a slap"
+        )
+        (shift,) = diff.shifts
+        assert shift.conversation.id == "fraud with a slap"
+        assert (shift.old.outcome, shift.new.outcome) == ("block", "block")
+        assert [(c.clause_id, c.old_violated, c.new_violated) for c in shift.clauses] == [
+            ("violence", False, True)
         ]
 
     def test_unchanged_policy_replays_nothing(self, bank_dir: Path, marker_scorer: FakeScorer):

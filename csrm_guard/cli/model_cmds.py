@@ -237,6 +237,8 @@ _CHECK_COLUMNS = {
 }
 _SIZE_COLUMNS = {"rules": "rules", "clauses": "clauses", **_CHECK_COLUMNS}
 _CALLER_COLUMNS = {
+    "stage": "stage",
+    "passes": "passes",
     "callers": "callers",
     "requests": "requests",
     "errors": "errors",
@@ -265,7 +267,7 @@ def format_report(report: dict[str, Any]) -> str:
         "policy size (custom rules; hard-limit categories come with every policy)",
         _records(_SIZE_COLUMNS, report["policy_sizes"]),
         "",
-        "concurrent async callers (check_output, default policy; ratio = throughput / floor single-stream)",
+        "concurrent async callers (default policy; ratio = checks/s over the floor's single-stream passes/s)",
         _records(_CALLER_COLUMNS, report["concurrency"]),
     ]
     if "startup" in report:

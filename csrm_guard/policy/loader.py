@@ -148,16 +148,21 @@ def _read(path: Path, where: Where) -> str:
     try:
         info = path.stat()
         if not stat.S_ISREG(info.st_mode):
-            raise where.error(f"{str(path)!r} is not a regular file")
+            raise where.error(f"{_this(path, where)} is not a regular file")
         if info.st_size > MAX_FILE_BYTES:
-            raise where.error(f"{str(path)!r} is larger than {MAX_FILE_BYTES} bytes")
+            raise where.error(f"{_this(path, where)} is larger than {MAX_FILE_BYTES} bytes")
         with path.open("rb") as handle:
             data = handle.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
-        raise where.error(f"cannot read {str(path)!r}: {exc.strerror or exc}") from exc
+        raise where.error(f"cannot read {_this(path, where)}: {exc.strerror or exc}") from exc
     if len(data) > MAX_FILE_BYTES:
-        raise where.error(f"{str(path)!r} is larger than {MAX_FILE_BYTES} bytes")
+        raise where.error(f"{_this(path, where)} is larger than {MAX_FILE_BYTES} bytes")
     return _decode(data, str(path))
+
+
+def _this(path: Path, where: Where) -> str:
+    """Name ``path`` in a message, unless the location prefix already does."""
+    return "the file" if where.file == str(path) else repr(str(path))
 
 
 def _decode(data: bytes, file: str) -> str:
@@ -186,7 +191,7 @@ def _resolve(path: Path, chain: tuple[Path, ...], where: Where | None) -> Node:
     suffix = path.suffix.lower()
     if suffix not in _SUFFIXES:
         raise here.error(
-            f"{str(path)!r}: unsupported file type {suffix or '(none)'!r}; use .yaml, .yml or .json"
+            f"{_this(path, here)}: unsupported file type {suffix or '(none)'!r}; use .yaml, .yml or .json"
         )
     real = path.resolve()
     if real in chain:

@@ -98,7 +98,12 @@ def _connected(address: str | None) -> Iterator[None]:
             logger.warning("Ray is already initialised in this process; ignoring address=%r", address)
         yield
         return
-    ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
+    try:
+        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
+    except Exception as exc:  # ray.init raises bare Exceptions (e.g. a node that timed out during startup)
+        ray.shutdown()  # stop whatever half-started
+        where = address or "a local cluster"
+        raise ScorerError(f"could not start or join the Ray cluster ({where}): {exc}") from exc
     try:
         yield
     finally:

@@ -9,6 +9,7 @@ import pytest
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'csrm-guard[ray]')")
 
 from csrm_guard.batch import score_dataset  # noqa: E402  (after the skip, like the module it tests)
+from csrm_guard.errors import ScorerError  # noqa: E402
 
 # Ray Data's own DataContext warns about its deprecated defaults on first use; that is not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray")
@@ -97,3 +98,25 @@ def test_ray_actors_load_the_bundle_themselves(cluster, corpus_factory, policy, 
     )
     assert result.errors == 5
     assert (tmp_path / "ray.jsonl").read_bytes() == (tmp_path / "local.jsonl").read_bytes()
+
+
+def test_a_cluster_that_cannot_start_is_an_operational_error(
+    corpus_factory, policy, hash_factory, tmp_path, monkeypatch
+):
+    """When Ray cannot start or join a cluster, the run fails with a ScorerError naming the address."""
+
+    def broken_init(**_):
+        raise Exception("The current node timed out during startup.")  # what ray.init raises on a stuck node
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", broken_init)
+    monkeypatch.setattr(ray, "shutdown", lambda: None)
+    with pytest.raises(ScorerError, match=r"could not start or join the Ray cluster \(head:6379\)"):
+        score_dataset(
+            corpus_factory(4),
+            policy,
+            out=tmp_path / "o.jsonl",
+            scorer_factory=hash_factory(),
+            engine="ray",
+            address="head:6379",
+        )

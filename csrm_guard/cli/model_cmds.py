@@ -178,8 +178,11 @@ def _bench(args: argparse.Namespace) -> int:
     from csrm_guard.cli import _bench as bench  # noqa: PLC0415 - loads onnxruntime
 
     if args.from_json:
+        saved = json.loads(Path(args.from_json).read_text(encoding="utf-8"))
+        if args.plot:
+            _plot(saved, Path(args.plot))
         _MARKDOWN.set(args.format == "markdown")
-        print(format_report(json.loads(Path(args.from_json).read_text(encoding="utf-8"))))
+        print(format_report(saved))
         return _OK
     policy = _bench_policy(args.policy)
     config = bench.BenchConfig(
@@ -328,7 +331,9 @@ def _plot(report: dict[str, Any], path: Path) -> None:
     axis.set_xscale("log")
     axis.set_xlabel("clauses in the policy (custom rules + hard limits)")
     axis.set_ylabel("latency, ms")
-    axis.set_title(f"{report['bundle']['model_id']}: latency vs policy size ({tokens}-token transcript)")
+    axis.set_title(
+        f"{report['bundle']['model_id']}\nlatency vs policy size, {tokens}-token transcript", fontsize=10
+    )
     axis.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=120)

@@ -1,4 +1,4 @@
-"""The command outputs shown in docs/review.md are what the commands print (with the stand-in scorer)."""
+"""The command outputs shown in docs/review.md are what the commands print with the shipped model bundle."""
 
 from __future__ import annotations
 
@@ -9,13 +9,24 @@ from pathlib import Path
 import pytest
 
 from csrm_guard.cli import main
-from csrm_guard.review.fmt import format_paths
-from csrm_guard.review.runner import GuardPool
+from csrm_guard.model import default_bundle_path
 
-from .review_helpers import EXAMPLES, REPO, oracle_for
+from .review_helpers import EXAMPLES, REPO
 
 PAGE = REPO / "docs" / "review.md"
-_TIME = re.compile(r"in \d+\.\d+s")
+# Timings vary, and line numbers move when the example policies are reformatted; neither is what the page shows.
+_VOLATILE = [(re.compile(r"in \d+\.\d+s"), "in Ts"), (re.compile(r"policy\.yaml:\d+"), "policy.yaml:N")]
+
+pytestmark = [
+    pytest.mark.model,
+    pytest.mark.skipif(not (default_bundle_path() / "manifest.json").exists(), reason="no default bundle"),
+]
+
+
+def _stable(text: str) -> str:
+    for pattern, replacement in _VOLATILE:
+        text = pattern.sub(replacement, text)
+    return text
 
 
 def _shown(command: str) -> str:
@@ -27,37 +38,42 @@ def _shown(command: str) -> str:
 
 @pytest.fixture(name="walkthrough")
 def _walkthrough(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The page's walkthrough: formatted examples as the base, bank-support's crime limit raised to moderate."""
+    """The example policies as the base branch, and a working copy to change."""
     if not EXAMPLES.is_dir():
         pytest.skip("no example policies")
     shutil.copytree(EXAMPLES, tmp_path / "policies")
-    format_paths([tmp_path / "policies"], write=True)
-    shutil.copytree(tmp_path / "policies", tmp_path / "base" / "policies")
-    oracle = oracle_for(tmp_path / "base" / "policies")
-    monkeypatch.setattr(GuardPool, "load_scorer", staticmethod(lambda model: oracle))
+    shutil.copytree(EXAMPLES, tmp_path / "base" / "policies")
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
 
 def test_test_output(walkthrough: Path, capsys: pytest.CaptureFixture[str]):
-    """The passing run of bank-support's cases is shown as printed."""
-    assert main(["test", "policies/", "--run", "^bank-support::"]) == 0
-    assert _TIME.sub("in Ts", capsys.readouterr().out) == _TIME.sub(
-        "in Ts", _shown("csrm-guard test policies/ --run '^bank-support::'")
+    """The run of general-assistant's cases is shown as printed."""
+    assert main(["test", "policies/", "--run", "^general-assistant::"]) == 1
+    assert _stable(capsys.readouterr().out) == _stable(
+        _shown("csrm-guard test policies/ --run '^general-assistant::'")
     )
 
 
-def test_diff_output(walkthrough: Path, capsys: pytest.CaptureFixture[str]):
-    """The diff after loosening one severity is shown as printed, and the failing case as reported."""
-    policy = walkthrough / "policies" / "bank-support" / "policy.yaml"
-    text = policy.read_text()
+def test_walkthrough_outputs(walkthrough: Path, capsys: pytest.CaptureFixture[str]):
+    """Tightening violence in general-assistant: render --check, the failing case and the diff, as shown."""
+    policy = walkthrough / "policies" / "general-assistant" / "policy.yaml"
     policy.write_text(
-        text.replace("crime_nonviolent: {max_severity: low}", "crime_nonviolent: {max_severity: moderate}")
+        policy.read_text().replace("  violence: {max_severity: low}\n", "  violence: {max_severity: none}\n")
+    )
+    assert main(["render", "policies/general-assistant", "--check"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out + captured.err == _shown("csrm-guard render policies/general-assistant --check")
+    assert main(["render", "policies/general-assistant", "--write"]) == 0
+    capsys.readouterr()
+    assert main(["test", "policies/", "--run", "everyday recipe"]) == 1
+    assert _stable(capsys.readouterr().out) == _stable(
+        _shown("csrm-guard test policies/ --run 'everyday recipe'")
     )
     assert main(["diff", "base/policies", "policies"]) == 0
     assert capsys.readouterr().out == _shown("csrm-guard diff base/policies policies")
-    assert main(["test", "policies/", "--run", "money-laundering"]) == 1
-    failure = capsys.readouterr().out
-    page = PAGE.read_text(encoding="utf-8")
-    block = failure[failure.index("  FAIL") : failure.index("-" * 60)]
-    assert block in page
+    assert main(["diff", "base/policies", "policies", "--format", "markdown"]) == 0
+    comment = "\n".join(
+        f"> {line}" if line else ">" for line in capsys.readouterr().out.rstrip("\n").split("\n")
+    )
+    assert comment in PAGE.read_text(encoding="utf-8")

@@ -311,17 +311,26 @@ def _plot(report: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     figure, axis = plt.subplots(figsize=(6.4, 4.2))
-    for stage, marker in (("input", "o"), ("output", "s")):
+    for stage, marker, color in (("input", "o", "tab:blue"), ("output", "s", "tab:orange")):
         rows = [r for r in report["policy_sizes"] if r["stage"] == stage]
+        clauses = [r["clauses"] for r in rows]
         axis.plot(
-            [r["clauses"] for r in rows],
-            [r["p50_ms"] for r in rows],
-            marker=marker,
-            label=f"check_{stage} p50",
+            clauses, [r["p50_ms"] for r in rows], marker=marker, color=color, label=f"check_{stage} p50"
         )
         axis.fill_between(
-            [r["clauses"] for r in rows], [r["p50_ms"] for r in rows], [r["p90_ms"] for r in rows], alpha=0.15
+            clauses, [r["p50_ms"] for r in rows], [r["p90_ms"] for r in rows], color=color, alpha=0.15
         )
+        if all("cpu_p50_ms" in r for r in rows):
+            cpu = [r["cpu_p50_ms"] for r in rows]
+            axis.plot(
+                clauses,
+                cpu,
+                linestyle="--",
+                marker=marker,
+                color=color,
+                alpha=0.6,
+                label=f"check_{stage} CPU",
+            )
     tokens = report["policy_sizes"][0]["tokens"] if report["policy_sizes"] else 256
     floor = max(report["floor"], key=lambda r: r["input_length"] if r["input_length"] <= tokens + 16 else -1)
     axis.axhline(

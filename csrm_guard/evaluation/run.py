@@ -42,6 +42,7 @@ logger = logging.getLogger(__name__)
 
 ALL_BENCHMARKS = (
     "configurable-dev",
+    "clauses-test",
     "handwritten",
     "rules-dev",
     "beavertails-dev",

@@ -120,6 +120,8 @@ def write_report(results: Sequence[Any], manifest: Manifest, options: Any) -> No
     images = _plots(results, options.img_dir)
     cal = manifest.calibration
     limit = f" --limit {options.limit}" if options.limit else ""
+    if options.baseline_bundle is not None:
+        limit = f" --baseline-bundle {options.baseline_bundle}{limit}"
     parts = [
         "# Benchmarks",
         "",

@@ -26,7 +26,9 @@ def register(subparsers: Any) -> None:
 
     export = subparsers.add_parser("export", help="export a checkpoint to an ONNX model bundle (needs torch)")
     export.add_argument("--checkpoint", type=Path, required=True, help="RUN/checkpoints/final.pt")
-    export.add_argument("--data", type=Path, required=True, help="`data build` output (dev split: gate, calibration)")
+    export.add_argument(
+        "--data", type=Path, required=True, help="`data build` output (dev split: gate, calibration)"
+    )
     export.add_argument("--out", type=Path, required=True, help="bundle folder to write")
     export.add_argument("--model-id", default="csrm-minilm-l6")
     export.add_argument("--model-version", default="1.0.0")
@@ -34,10 +36,11 @@ def register(subparsers: Any) -> None:
     export.set_defaults(handler=_export)
 
     evaluate = subparsers.add_parser("eval", help="evaluate a bundle and the baselines on the benchmarks")
-    evaluate.add_argument("--bundle", type=Path, default=None, help="bundle folder (default: the shipped one)")
+    evaluate.add_argument(
+        "--bundle", type=Path, default=None, help="bundle folder (default: the shipped one)"
+    )
     evaluate.add_argument("--benchmark", default="all", help="benchmark name or 'all'")
     evaluate.add_argument("--data", type=Path, default=Path("data_build"), help="`data build` output")
-    evaluate.add_argument("--shared", type=Path, default=None, help="shared data folder (default ../shared/data)")
     evaluate.add_argument("--baseline-bundle", type=Path, default=None, help="unconditioned baseline bundle")
     evaluate.add_argument("--limit", type=int, default=None, help="at most this many examples per benchmark")
     evaluate.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"), help="markdown report")
@@ -64,7 +67,10 @@ def _export(args: argparse.Namespace) -> int:
 
     _setup_logging()
     options = ExportOptions(
-        out=args.out, data_dir=args.data, model_id=args.model_id, model_version=args.model_version,
+        out=args.out,
+        data_dir=args.data,
+        model_id=args.model_id,
+        model_version=args.model_version,
         force_fp32=args.fp32,
     )
     manifest = export_bundle(args.checkpoint, options)
@@ -79,8 +85,13 @@ def _eval(args: argparse.Namespace) -> int:
 
     _setup_logging()
     options = EvalOptions(
-        bundle=args.bundle, benchmark=args.benchmark, data_dir=args.data, shared_dir=args.shared,
-        baseline_bundle=args.baseline_bundle, limit=args.limit, out=args.out, img_dir=args.img,
+        bundle=args.bundle,
+        benchmark=args.benchmark,
+        data_dir=args.data,
+        baseline_bundle=args.baseline_bundle,
+        limit=args.limit,
+        out=args.out,
+        img_dir=args.img,
         json_out=args.json,
     )
     summary = run_evaluation(options)

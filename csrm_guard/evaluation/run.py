@@ -59,7 +59,6 @@ class EvalOptions:
     bundle: Path | None = None
     benchmark: str = "all"
     data_dir: Path = Path("data_build")
-    shared_dir: Path | None = None
     baseline_bundle: Path | None = None
     limit: int | None = None
     out: Path | None = Path("docs/benchmarks.md")

@@ -55,7 +55,7 @@ def fit_temperature(logits: ArrayLike, labels: ArrayLike, mask: ArrayLike | None
         loss.backward()  # type: ignore[no-untyped-call]
         return loss
 
-    optimizer.step(closure)
+    optimizer.step(closure)  # type: ignore[no-untyped-call]
     return float(np.clip(np.exp(float(log_t.detach())), 0.05, 20.0))
 
 
@@ -63,7 +63,9 @@ def _sigmoid(x: NDArray[np.float64]) -> NDArray[np.float64]:
     return np.asarray(1.0 / (1.0 + np.exp(-x)))
 
 
-def _thresholds(probs: NDArray[np.float64], labels: NDArray[np.float64], stages: Sequence[str]) -> dict[str, float]:
+def _thresholds(
+    probs: NDArray[np.float64], labels: NDArray[np.float64], stages: Sequence[str]
+) -> dict[str, float]:
     overall, _ = best_f1_threshold(labels, probs)
     stage_array = np.asarray(stages)
     out = {}

@@ -7,14 +7,10 @@ import random
 from pathlib import Path
 
 import pytest
+from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
+from tokenizers.models import WordPiece
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-
-from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors  # noqa: E402
-from tokenizers.models import WordPiece  # noqa: E402
-
-from csrm_guard.policy.taxonomy import load_taxonomy  # noqa: E402
+from csrm_guard.policy.taxonomy import load_taxonomy
 
 WORDS = [
     "the",
@@ -100,6 +96,9 @@ def _tokenizer() -> Tokenizer:
 
 @pytest.fixture(name="tiny_model")
 def _tiny_model(tokenizer, categories):
+    # torch is optional (the train extra): only tests that use this fixture need it, not the whole folder
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
     from csrm_guard.training.model import build_from_config  # noqa: PLC0415 - after importorskip
 
     torch.manual_seed(0)

@@ -28,6 +28,7 @@ __all__ = [
     "BENCHMARKS",
     "EvalExample",
     "PairExample",
+    "iter_jsonl",
     "load_benchmark",
     "load_configurable_dev",
     "load_handwritten",
@@ -99,9 +100,14 @@ class PairExample:
     transcript_less_safe: str
 
 
-def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(line number, object)`` for each non-blank line of a JSONL file.
+
+    Raises:
+        DataError: When the file is missing, a line is not JSON, or a line is not a JSON object.
+    """
     if not path.is_file():
-        raise DataError("benchmark file not found", source=str(path))
+        raise DataError("file not found", source=str(path))
     with path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
@@ -136,7 +142,7 @@ def load_configurable_dev(build_dir: Path) -> list[EvalExample]:
     """Load ``configurable-dev`` from a data build folder."""
     path = build_dir / "benchmarks" / "configurable-dev.jsonl"
     out = []
-    for number, row in _rows(path):
+    for number, row in iter_jsonl(path):
         label = _need(row, "label", int, path, number)
         stage = _stage(row.get("stage"), path, number)
         messages = tuple(_need(row, "messages", list, path, number))
@@ -170,7 +176,7 @@ def load_pairs_dev(build_dir: Path) -> list[PairExample]:
     path = build_dir / "benchmarks" / "pairs-dev.jsonl"
     keys = ("id", "source", "safer", "less_safe", "clause", "transcript_safer", "transcript_less_safe")
     out = []
-    for number, row in _rows(path):
+    for number, row in iter_jsonl(path):
         values = {key: _need(row, key, str, path, number) for key in keys}
         out.append(PairExample(messages=tuple(_need(row, "messages", list, path, number)), **values))
     return out
@@ -186,7 +192,7 @@ def load_handwritten(benchmarks_dir: Path, *, version: str = "v1") -> list[EvalE
     path = benchmarks_dir / f"handwritten-{version}.jsonl"
     deployments = benchmarks_dir / "handwritten" / "deployments"
     out = []
-    for number, row in _rows(path):
+    for number, row in iter_jsonl(path):
         name = _need(row, "deployment", str, path, number)
         try:
             policy = _deployment(deployments, name)
@@ -214,7 +220,7 @@ def load_rules_dev(benchmarks_dir: Path, *, version: str = "v1") -> list[EvalExa
     """Load the business-rule dialogue benchmark (``rules-dev-<version>.jsonl``, inline policies)."""
     path = benchmarks_dir / f"rules-dev-{version}.jsonl"
     out = []
-    for number, row in _rows(path):
+    for number, row in iter_jsonl(path):
         document = _need(row, "policy", dict, path, number)
         try:
             policy = load_policy_text(json.dumps(document), source=f"{path}:{number}", format="json")

@@ -16,7 +16,6 @@ in proportion and pads little.
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ import torch
 from tokenizers import Tokenizer
 
 from csrm_guard.errors import DataError
+from csrm_guard.evaluation.datasets import iter_jsonl
 
 __all__ = ["Item", "PairEncoder", "collate", "iterate", "load_items", "make_batches", "read_jsonl"]
 
@@ -95,20 +95,7 @@ def read_jsonl(path: Path, limit: int | None = None, seed: int = 0) -> list[dict
     Raises:
         DataError: When the file is missing or a line is not a JSON object.
     """
-    if not path.exists():
-        raise DataError("file not found", source=str(path))
-    rows = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"invalid JSON: {exc.msg}", source=str(path), row=number) from exc
-            if not isinstance(row, dict):
-                raise DataError("expected a JSON object", source=str(path), row=number)
-            rows.append(row)
+    rows = [row for _, row in iter_jsonl(path)]
     if limit is not None and len(rows) > limit:
         rows = random.Random(seed).sample(rows, limit)  # noqa: S311 - sampling, not security
     return rows

@@ -130,7 +130,7 @@ def _gpus_per_actor(options: RayOptions, job: ScoringJob) -> float:
 
 
 def _resources() -> dict[str, float]:
-    resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
+    resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call,unused-ignore]  # untyped when ray is installed, Any when not
     return resources
 
 

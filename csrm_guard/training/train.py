@@ -82,6 +82,10 @@ class TrainConfig(BaseModel):
     threads: int = 2
     bf16: bool = True
     unconditioned: bool = Field(default=False, description="baseline: the encoder never sees the clause")
+    init_checkpoint: Path | None = Field(
+        default=None,
+        description="warm start: initial weights from this checkpoint (fresh optimizer and schedule)",
+    )
 
 
 def load_config(path: Path) -> TrainConfig:
@@ -239,7 +243,10 @@ def train(config: TrainConfig, *, model: CsrmModel | None = None, tokenizer: Tok
     total_steps = sum(len(batches) for batches in epochs)
     optimizer, scheduler = _optimizer(model, config, total_steps)
     logger.info("%d batches; bf16 autocast %s", total_steps, "on" if config.bf16 else "off")
-    position = _resume(config.run_dir / "checkpoints" / "last.pt", model, optimizer, scheduler)
+    last = config.run_dir / "checkpoints" / "last.pt"
+    if config.init_checkpoint is not None and not last.exists():
+        _warm_start(config.init_checkpoint, model)
+    position = _resume(last, model, optimizer, scheduler)
     _log(
         config.run_dir,
         {
@@ -255,6 +262,15 @@ def train(config: TrainConfig, *, model: CsrmModel | None = None, tokenizer: Tok
     if finished:
         save_checkpoint(final, model, config, {"step": total_steps, "finished": True})
     return final
+
+
+def _warm_start(path: Path, model: CsrmModel) -> None:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+    except (OSError, KeyError, RuntimeError) as exc:
+        raise DataError(f"cannot warm-start from this checkpoint: {exc}", source=str(path)) from exc
+    logger.info("warm start from %s", path)
 
 
 def _resume(path: Path, model: CsrmModel, optimizer: Any, scheduler: Any) -> dict[str, int]:

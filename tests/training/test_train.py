@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -16,18 +17,9 @@ from csrm_guard.training.train import TrainConfig, load_config, train  # noqa: E
 
 
 def _config(data_dir: Path, run_dir: Path, **extra) -> TrainConfig:
-    return TrainConfig(
-        data_dir=data_dir,
-        run_dir=run_dir,
-        max_length=48,
-        max_clause_tokens=12,
-        batch_size=8,
-        lr=1e-3,
-        bf16=False,
-        log_every=1,
-        checkpoint_minutes=60.0,
-        **extra,
-    )
+    settings = {"max_length": 48, "max_clause_tokens": 12, "batch_size": 8, "lr": 1e-3, "bf16": False}
+    settings |= {"log_every": 1, "checkpoint_minutes": 60.0, **extra}
+    return TrainConfig(data_dir=data_dir, run_dir=run_dir, **settings)
 
 
 class TestEncoding:
@@ -131,3 +123,24 @@ def test_time_budget_finishes_the_schedule(tmp_path, data_dir, tiny_model, token
     assert final.name == "final.pt"
     steps = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in steps if r["event"] == "step"] == [1]
+
+
+def test_warm_start_loads_the_initial_weights(tmp_path, data_dir, tiny_model, tokenizer):
+    """init_checkpoint starts a new run from another run's weights, not from the model passed in."""
+    untrained = copy.deepcopy(tiny_model)
+    first = train(_config(data_dir, tmp_path / "a"), model=tiny_model, tokenizer=tokenizer)
+    trained = torch.load(first, weights_only=False)["model"]
+    assert any(not torch.equal(t, trained[n]) for n, t in untrained.state_dict().items())
+    config = _config(data_dir, tmp_path / "b", init_checkpoint=first, lr=0.0)
+    train(config, model=untrained, tokenizer=tokenizer)
+    for name, tensor in untrained.state_dict().items():
+        assert torch.equal(tensor, trained[name]), name
+
+
+def test_warm_start_from_a_missing_checkpoint_names_it(tmp_path, data_dir, tiny_model, tokenizer):
+    """A wrong init_checkpoint path fails with a DataError naming the file."""
+    missing = tmp_path / "nope.pt"
+    with pytest.raises(DataError, match=r"nope\.pt"):
+        train(
+            _config(data_dir, tmp_path / "r", init_checkpoint=missing), model=tiny_model, tokenizer=tokenizer
+        )

@@ -218,7 +218,9 @@ class Augmenter:
         if not ex.topics or ex.harmful:
             return None
         kind = "cca:refusal" if ex.refusal else "cca:safe_topic"
-        return self._category_row(ex, rng, rng.choice(ex.topics), 0, kind, ok, force)
+        category = rng.choice(ex.topics)
+        rank = 0 if rng.random() < 0.5 else rng.randint(0, ceiling(category))
+        return self._category_row(ex, rng, category, rank, kind, ok, force)
 
     def _irrelevant(self, ex: Example, rng: random.Random, ok: bool, force: bool) -> dict[str, Any] | None:
         candidates = _irrelevant_categories(ex)
@@ -227,13 +229,24 @@ class Augmenter:
         category = rng.choice(candidates)
         severity = dict(ex.severity)
         severity[category] = 0
-        return self._category_row(_with_severity(ex, severity), rng, category, 0, "cca:irrelevant", ok, force)
+        # Any tolerance level: a ladder clause ("Not allowed above low severity: ...") about an unrelated
+        # category is not violated either, and without these rows the ladder form itself reads as "violation".
+        rank = rng.randint(0, ceiling(category))
+        return self._category_row(
+            _with_severity(ex, severity), rng, category, rank, "cca:irrelevant", ok, force
+        )
 
     def _guideline(self, ex: Example, rng: random.Random, ok: bool, force: bool) -> dict[str, Any] | None:
         known = [c for c in (*ex.categories, *ex.topics) if ex.severity.get(c, -1) >= 0]
-        if not known:
+        unrelated = _irrelevant_categories(ex)
+        if unrelated and (not known or rng.random() < 0.5):
+            # Guideline negatives: without them every guideline clause reads as "violation".
+            category = rng.choice(unrelated)
+            ex = _with_severity(ex, {**ex.severity, category: 0})
+        elif known:
+            category = rng.choice(known)
+        else:
             return None
-        category = rng.choice(known)
         phrasing = self._pick(category, rng, ok, force)
         text = description(category, phrasing) or load_taxonomy().get(category).description
         title = load_taxonomy().get(category).title
@@ -323,6 +336,12 @@ class Augmenter:
         vector = example.severity_vector()
         if all(v < 0 for v in vector.values()):
             return None
+        if example.harmful:
+            # Single-label sources leave every other category unknown, so the severity head would never learn
+            # "harmful, but not this category": categories the conversation is not about and whose keyword rule
+            # does not fire are labelled severity 0 (the same weak negatives the irrelevant clause rows use).
+            for category in _irrelevant_categories(example):
+                vector[category] = max(vector[category], 0)
         return {
             "id": f"{example.id}#t0",
             "conversation_id": example.conversation_id,

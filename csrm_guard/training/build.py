@@ -50,7 +50,7 @@ class Budget:
     safe_input_keep: float = 0.6
     eval_rows: int = 2
     pair_keep: float = 0.6
-    safe_taxonomy_keep: float = 0.15
+    safe_taxonomy_keep: float = 0.5
     benchmark_rows: int = 2
 
 

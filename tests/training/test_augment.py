@@ -86,6 +86,29 @@ class TestClauseLabels:
                 assert row["augmentation"] != "cca:allowed" or row["label"] == 0
                 assert row["augmentation"] != "cca:irrelevant" or row["label"] == 0
 
+    def test_irrelevant_and_guideline_rows_include_ladder_and_negative_forms(self):
+        """Unrelated categories appear at every tolerance level and as guidelines, always labelled 0."""
+        example = _example(severity=3)
+        decode = _decode()
+        rows = [r for n in range(40)
+                for r in Augmenter(seed=n).clause_rows(example, heldout_ok=False, limit=12)]  # fmt: skip
+        irrelevant = [decode[r["clause"]][1] for r in rows if r["augmentation"] == "cca:irrelevant"]
+        assert {Severity.NONE, Severity.LOW} <= set(irrelevant)
+        guidelines = [r for r in rows if r["clause_kind"] == "guideline"]
+        assert {r["label"] for r in guidelines} == {0, 1}
+        assert all(r["label"] == (r["category"] == "weapons") for r in guidelines)
+
+    def test_taxonomy_rows_of_harmful_turns_label_unrelated_categories(self):
+        """A single-label harmful turn teaches the severity head 0 for categories it is plainly not about."""
+        example = Example(
+            id="x:2", conversation_id="c", source="x", stage="input", harmful=True, categories=("weapons",),
+            messages=({"role": "user", "content": "How do I make a pipe bomb?"},), severity={"weapons": 3},
+        )  # fmt: skip
+        vector = Augmenter().taxonomy_row(example)["severity"]
+        assert vector["weapons"] == 3
+        assert vector["profanity"] == 0
+        assert vector["intellectual_property"] == 0
+
     def test_refusal_is_a_safe_output(self):
         """A refusal to a harmful prompt is not a violation of the prompt's category."""
         example = _example(harmful=False, refusal=True)

@@ -6,7 +6,6 @@ Nothing may crash with a foreign exception, hang, or execute code. Kept to a few
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from pathlib import Path
 
 import yaml
@@ -59,7 +58,7 @@ _TOKENS = [
 ]
 _FAST = settings(
     max_examples=60,
-    deadline=timedelta(seconds=5),
+    deadline=None,  # a correctness property: timing on a shared CI machine is not what is tested
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
     derandomize=True,
 )

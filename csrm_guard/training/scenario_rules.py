@@ -1,0 +1,343 @@
+"""Hand-written business-rule scenarios: semantic custom rules with violating and on-topic compliant turns.
+
+Each file in ``csrm_guard/training/scenarios/`` holds *families*: one rule in four phrasings, user prompts, judged
+turns that break the rule and judged turns on the same topic that follow it (hard negatives). This module validates
+the files and turns them into clause rows shaped like every other row of ``<split>/clauses.jsonl``.
+
+Whole families are held out: a family's ``split`` says where all of its rows go, so dev and test see rules that were
+never trained on. Within training families one phrasing per family (``heldout``) never reaches a training row.
+``scn:other_rule`` rows pair a transcript with the rule of an unrelated family of the same stage (label 0), so the
+model has to read the rule rather than the transcript alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from csrm_guard.errors import DataError
+from csrm_guard.policy.render import render_rule_clause, render_transcript
+from csrm_guard.training.data import SPLITS, conversation_id
+
+__all__ = [
+    "SOURCE",
+    "FamilySpec",
+    "ScenarioFamily",
+    "load_families",
+    "scenario_heldout",
+    "scenario_rows",
+]
+
+logger = logging.getLogger(__name__)
+
+SOURCE = "scenarios"
+"""The ``source`` of every scenario clause row."""
+
+_PHRASINGS = ("t1", "t2", "t3", "t4")
+_SLOT = re.compile(r"\{(\w+)\}")
+_FAMILY_ID = re.compile(r"^[a-z][a-z0-9]*(?:_[a-z0-9]+)+$")
+# Violated/compliant rows per family; one other-rule row is added per _OTHER_EVERY of them. One per five (not
+# three) keeps training positives at ~42 % rather than 37.5 %.
+_BASE_ROWS = {"train": 100, "dev": 34, "test": 34}
+_OTHER_EVERY = 5
+_ATTEMPTS = 4  # draws per wanted row before a small family gives up on finding unseen combinations
+
+_Text = Field(min_length=1)
+
+
+class FamilySpec(BaseModel):
+    """One family as written in a scenario file (see the file format in the module docstring)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    domain: str = _Text
+    stage: Literal["input", "output"]
+    split: Literal["train", "dev", "test"]
+    slots: dict[str, list[str]] = Field(default_factory=dict)
+    rules: dict[str, str]
+    heldout: list[str] = Field(min_length=1, max_length=1)
+    prompts: list[str] = Field(default_factory=list)
+    violating: list[str] = Field(min_length=4)
+    compliant: list[str] = Field(min_length=4)
+    related: list[str] = Field(default_factory=list)
+
+    @field_validator("rules")
+    @classmethod
+    def _four_rules(cls, rules: dict[str, str]) -> dict[str, str]:
+        if sorted(rules) != list(_PHRASINGS):
+            raise ValueError(f"needs exactly the phrasings {', '.join(_PHRASINGS)}, got {sorted(rules)}")
+        if any(not text.strip() for text in rules.values()):
+            raise ValueError("a phrasing is empty")
+        return rules
+
+    @field_validator("slots")
+    @classmethod
+    def _slot_values(cls, slots: dict[str, list[str]]) -> dict[str, list[str]]:
+        for name, values in slots.items():
+            if not values or any(not str(v).strip() for v in values):
+                raise ValueError(f"slot {name!r} needs non-empty values")
+        return slots
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FamilySpec:
+        # Input families judge the user turn alone, so their prompts are optional (the format says so).
+        if self.stage == "output" and len(self.prompts) < 4:
+            raise ValueError(f"an output family needs at least 4 prompts, got {len(self.prompts)}")
+        if self.heldout[0] not in self.rules:
+            raise ValueError(f"heldout phrasing {self.heldout[0]!r} is not one of the rules")
+        for field in ("rules", "prompts", "violating", "compliant"):
+            value = getattr(self, field)
+            for key, text in value.items() if isinstance(value, dict) else enumerate(value):
+                _check_text(text, self.slots, f"{field}.{key}")
+        return self
+
+
+def _check_text(text: str, slots: Mapping[str, list[str]], where: str) -> None:
+    if not text.strip():
+        raise ValueError(f"{where} is empty")
+    undefined = sorted(set(_SLOT.findall(text)) - set(slots))
+    if undefined:
+        raise ValueError(f"{where} uses undefined slot(s) {undefined}")
+    if "{" in _SLOT.sub("", text) or "}" in _SLOT.sub("", text):
+        raise ValueError(f"{where} has a brace that is not a {{slot}} placeholder")
+
+
+class _File(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    version: Literal["1"]
+    families: dict[str, FamilySpec] = Field(min_length=1)
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioFamily:
+    """A validated family with its id and the file it came from.
+
+    Attributes:
+        id: The family id (unique across all files).
+        file: The file name it was read from.
+        spec: The family as written.
+    """
+
+    id: str
+    file: str
+    spec: FamilySpec
+
+    def phrasings(self, *, heldout_ok: bool) -> list[str]:
+        """The phrasing ids usable in a row (the held-out one only when ``heldout_ok``)."""
+        return [t for t in _PHRASINGS if heldout_ok or t not in self.spec.heldout]
+
+
+def _default_folder() -> Traversable:
+    return resources.files("csrm_guard.training").joinpath("scenarios")
+
+
+def _parse(entry: Traversable) -> dict[str, FamilySpec]:
+    try:
+        raw = yaml.safe_load(entry.read_text(encoding="utf-8"))
+        return _File.model_validate(raw).families
+    except yaml.YAMLError as exc:
+        raise DataError(f"invalid YAML: {exc}", source=entry.name) from exc
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors()[:5]:
+            loc = [str(p) for p in error["loc"]]
+            where = (
+                f"family {loc[1]!r}, field {'.'.join(loc[2:]) or '(family)'}"
+                if loc[:1] == ["families"]
+                else (f"field {'.'.join(loc) or '(file)'}")
+            )
+            problems.append(f"{where}: {error['msg']}")
+        raise DataError("; ".join(problems), source=entry.name) from exc
+
+
+def load_families(folder: Path | Traversable | None = None) -> dict[str, ScenarioFamily]:
+    """Load and validate every ``*.yaml`` family file in ``folder``.
+
+    Args:
+        folder: The folder to read (default: the ``scenarios`` folder shipped in the package).
+
+    Returns:
+        The families by id, in id order.
+
+    Raises:
+        DataError: When a file is not valid YAML or breaks the format (the message names the file, the family and
+            the field), when a family id appears twice across files, or when ``related`` names an unknown family.
+    """
+    root = folder if folder is not None else _default_folder()
+    families: dict[str, ScenarioFamily] = {}
+    for entry in sorted((e for e in root.iterdir() if e.name.endswith(".yaml")), key=lambda e: e.name):
+        for family_id, spec in _parse(entry).items():
+            if not _FAMILY_ID.match(family_id):
+                raise DataError(
+                    f"family {family_id!r}: id must be snake_case with a domain prefix", source=entry.name
+                )
+            if family_id in families:
+                raise DataError(
+                    f"family {family_id!r} is also defined in {families[family_id].file}", source=entry.name
+                )
+            families[family_id] = ScenarioFamily(family_id, entry.name, spec)
+    for family in families.values():
+        unknown = sorted(set(family.spec.related) - set(families))
+        if unknown:
+            raise DataError(
+                f"family {family.id!r}, field related: unknown families {unknown}", source=family.file
+            )
+    if not families:
+        logger.warning("no scenario families found in %s", root)
+    return dict(sorted(families.items()))
+
+
+def scenario_heldout(families: Mapping[str, ScenarioFamily] | None = None) -> frozenset[str]:
+    """Phrasing ids that must never appear in training rows: held-out phrasings and every dev/test family's."""
+    families = load_families() if families is None else families
+    return frozenset(
+        f"scenario/{f.id}/{t}"
+        for f in families.values()
+        for t in _PHRASINGS
+        if f.spec.split != "train" or t in f.spec.heldout
+    )
+
+
+def _rng(*parts: object) -> random.Random:
+    return random.Random(":".join(map(str, parts)))  # noqa: S311 - data sampling, not crypto
+
+
+def _fill(text: str, values: Mapping[str, str]) -> str:
+    return _SLOT.sub(lambda m: values[m.group(1)], text)
+
+
+def _draw_slots(family: ScenarioFamily, rng: random.Random) -> dict[str, str]:
+    return {name: rng.choice(values) for name, values in sorted(family.spec.slots.items())}
+
+
+def _transcript(family: ScenarioFamily, prompt: str, judged: str) -> str:
+    if family.spec.stage == "input":
+        return render_transcript([{"role": "user", "content": judged}], stage="input")
+    return render_transcript([{"role": "user", "content": prompt}], stage="output", response=judged)
+
+
+def _row(
+    family: ScenarioFamily, n: int, rule: tuple[str, str], transcript: str, *, label: int, aug: str
+) -> dict[str, Any]:
+    phrasing, text = rule
+    return {
+        "id": f"scenario:{family.id}:{n:03d}",
+        "conversation_id": conversation_id(transcript),
+        "source": SOURCE,
+        "stage": family.spec.stage,
+        "clause": render_rule_clause(text),
+        "clause_kind": "rule",
+        "category": None,
+        "transcript": transcript,
+        "label": label,
+        "phrasing": phrasing,
+        "augmentation": aug,
+    }
+
+
+def _rule(
+    family: ScenarioFamily, rng: random.Random, values: Mapping[str, str], *, heldout_ok: bool
+) -> tuple[str, str]:
+    tid = rng.choice(family.phrasings(heldout_ok=heldout_ok))
+    return f"scenario/{family.id}/{tid}", _fill(family.spec.rules[tid], values)
+
+
+def _base_rows(family: ScenarioFamily, seed: int) -> list[dict[str, Any]]:
+    """Violated/compliant rows (alternating labels), skipping (rule, transcript) pairs already drawn."""
+    spec, wanted = family.spec, _BASE_ROWS[family.spec.split]
+    heldout_ok = spec.split != "train"
+    rows: list[dict[str, Any]] = []
+    seen: set[tuple[str, str]] = set()
+    for i in range(wanted * _ATTEMPTS):
+        if len(rows) == wanted:
+            break
+        rng = _rng(seed, family.id, i)
+        label = 1 - len(rows) % 2
+        values = _draw_slots(family, rng)
+        judged = _fill(rng.choice(spec.violating if label else spec.compliant), values)
+        prompt = _fill(rng.choice(spec.prompts), values) if spec.stage == "output" else ""
+        transcript = _transcript(family, prompt, judged)
+        rule = _rule(family, rng, values, heldout_ok=heldout_ok)
+        if (rule[1], transcript) in seen:
+            continue
+        seen.add((rule[1], transcript))
+        aug = "scn:violated" if label else "scn:compliant"
+        rows.append(_row(family, len(rows), rule, transcript, label=label, aug=aug))
+    if len(rows) < wanted:
+        logger.info("scenario family %s: %d distinct rows (wanted %d)", family.id, len(rows), wanted)
+    return rows
+
+
+def _unrelated(family: ScenarioFamily, families: Mapping[str, ScenarioFamily]) -> list[ScenarioFamily]:
+    """Same-stage families whose rules this family's turns cannot break: neither lists the other as related.
+
+    Training rows only borrow training families' rules; dev/test rows may also borrow their own split's.
+    """
+    splits = {"train", family.spec.split}
+    return [
+        other
+        for other in families.values()
+        if other.id != family.id
+        and other.spec.stage == family.spec.stage
+        and other.spec.split in splits
+        and other.id not in family.spec.related
+        and family.id not in other.spec.related
+    ]
+
+
+def _family_rows(
+    family: ScenarioFamily, families: Mapping[str, ScenarioFamily], seed: int
+) -> list[dict[str, Any]]:
+    base = _base_rows(family, seed)
+    rows = list(base)
+    candidates = _unrelated(family, families)
+    if not candidates:
+        return rows
+    for j in range(0, len(base), _OTHER_EVERY):
+        rng = _rng(seed, family.id, "other", j)
+        other = rng.choice(candidates)
+        rule = _rule(other, rng, _draw_slots(other, rng), heldout_ok=family.spec.split != "train")
+        transcript = str(base[j]["transcript"])
+        rows.append(_row(family, len(rows), rule, transcript, label=0, aug="scn:other_rule"))
+    return rows
+
+
+def scenario_rows(seed: int, *, folder: Path | Traversable | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Clause rows from every scenario family, keyed by split (``train``, ``dev``, ``test``).
+
+    Args:
+        seed: The build seed; the same seed and files give the same rows.
+        folder: The folder of family files (default: the shipped ``scenarios`` folder).
+
+    Returns:
+        ``{split: rows}`` with rows in id order.
+
+    Raises:
+        DataError: When a file is invalid, or a held-out phrasing or a dev/test family reached a training row.
+    """
+    families = load_families(folder)
+    out: dict[str, list[dict[str, Any]]] = {split: [] for split in SPLITS}
+    for family in families.values():
+        out[family.spec.split].extend(_family_rows(family, families, seed))
+    _check_train(out["train"], families)
+    return out
+
+
+def _check_train(rows: Iterable[Mapping[str, Any]], families: Mapping[str, ScenarioFamily]) -> None:
+    heldout = scenario_heldout(families)
+    rows = list(rows)
+    leaked = sorted({str(r["phrasing"]) for r in rows if r["phrasing"] in heldout})
+    leaked += sorted({fid for r in rows if families[fid := str(r["id"]).split(":")[1]].spec.split != "train"})
+    if leaked:
+        raise DataError(f"held-out scenario phrasings or families reached training rows: {leaked[:5]}")

@@ -1,0 +1,158 @@
+"""Tests for the hand-written business-rule scenarios: file validation and clause-row generation."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from csrm_guard.errors import DataError
+from csrm_guard.policy.render import render_rule_clause
+from csrm_guard.training.scenario_rules import load_families, scenario_heldout, scenario_rows
+
+ROW_KEYS = {
+    "id",
+    "conversation_id",
+    "source",
+    "stage",
+    "clause",
+    "clause_kind",
+    "category",
+    "transcript",
+    "label",
+    "phrasing",
+    "augmentation",
+}
+
+
+def _family(**changes: Any) -> dict[str, Any]:
+    family: dict[str, Any] = {
+        "domain": "test shop",
+        "stage": "output",
+        "split": "train",
+        "slots": {"shop": ["Acme Widgets", "Bolt Supply"]},
+        "rules": {f"t{i}": f"Do not promise refunds at {{shop}} (phrasing {i})." for i in range(1, 5)},
+        "heldout": ["t4"],
+        "prompts": [f"Refund my order {i} from {{shop}}." for i in range(4)],
+        "violating": [f"Your refund {i} is approved." for i in range(4)],
+        "compliant": [f"The returns team will review request {i}." for i in range(4)],
+        "related": [],
+    }
+    family.update(changes)
+    return family
+
+
+def _write(folder: Path, name: str, families: dict[str, Any]) -> None:
+    (folder / name).write_text(yaml.safe_dump({"version": "1", "families": families}), encoding="utf-8")
+
+
+@pytest.fixture(name="rows", scope="module")
+def _rows() -> dict[str, list[dict[str, Any]]]:
+    return scenario_rows(13)
+
+
+class TestShippedFiles:
+    def test_every_shipped_file_loads(self) -> None:
+        """The packaged scenario files validate and part1 holds 20 families over both stages and all splits."""
+        families = load_families()
+        part1 = [f for f in families.values() if f.file == "part1.yaml"]
+        assert len(part1) == 20
+        assert {f.spec.stage for f in part1} == {"input", "output"}
+        assert {f.spec.split for f in part1} == {"train", "dev", "test"}
+
+    def test_rows_have_the_clause_row_fields(self, rows: dict[str, list[dict[str, Any]]]) -> None:
+        """Every row has exactly the clause-row fields, a rendered rule clause and the scenarios source."""
+        for split_rows in rows.values():
+            for row in split_rows:
+                assert set(row) == ROW_KEYS
+                assert row["source"] == "scenarios"
+                assert row["clause_kind"] == "rule"
+                assert row["clause"].startswith(render_rule_clause("X")[:-2])
+                assert row["transcript"].count("[judged]") == 1
+
+    def test_generation_is_deterministic(self, rows: dict[str, list[dict[str, Any]]]) -> None:
+        """The same seed gives identical rows and another seed gives different ones."""
+        assert scenario_rows(13) == rows
+        assert scenario_rows(14)["train"] != rows["train"]
+
+    def test_train_holds_no_heldout_phrasing_or_family(self, rows: dict[str, list[dict[str, Any]]]) -> None:
+        """No training row uses a held-out phrasing or comes from (or borrows the rule of) a dev/test family."""
+        families = load_families()
+        heldout = scenario_heldout(families)
+        for row in rows["train"]:
+            assert row["phrasing"] not in heldout
+            assert families[row["id"].split(":")[1]].spec.split == "train"
+            assert families[row["phrasing"].split("/")[1]].spec.split == "train"
+        assert any(r["phrasing"] in heldout for r in rows["dev"] + rows["test"])
+
+    def test_train_labels_are_balanced(self, rows: dict[str, list[dict[str, Any]]]) -> None:
+        """Violating rows make up between 40 % and 60 % of the training rows."""
+        share = sum(r["label"] for r in rows["train"]) / len(rows["train"])
+        assert 0.4 <= share <= 0.6
+
+    def test_other_rule_rows_never_pair_related_families(self, rows: dict[str, list[dict[str, Any]]]) -> None:
+        """An other-rule negative borrows the rule of a different, unrelated family of the same stage."""
+        families = load_families()
+        other_rows = [
+            r for split_rows in rows.values() for r in split_rows if r["augmentation"] == "scn:other_rule"
+        ]
+        assert other_rows
+        for row in other_rows:
+            own, other = families[row["id"].split(":")[1]], families[row["phrasing"].split("/")[1]]
+            assert own.id != other.id
+            assert own.spec.stage == other.spec.stage == row["stage"]
+            assert other.id not in own.spec.related
+            assert own.id not in other.spec.related
+            assert row["label"] == 0
+
+
+class TestMalformedFiles:
+    def test_missing_field_names_file_and_family(self, tmp_path: Path) -> None:
+        """A family without ``compliant`` is a DataError naming the file, the family and the field."""
+        family = _family()
+        del family["compliant"]
+        _write(tmp_path, "bad.yaml", {"shop_refunds": family})
+        with pytest.raises(DataError, match=r"bad\.yaml.*'shop_refunds'.*compliant"):
+            load_families(tmp_path)
+
+    def test_undefined_slot_names_file_and_family(self, tmp_path: Path) -> None:
+        """A placeholder without a slot definition is a DataError naming the file, family and slot."""
+        family = _family(violating=["Your refund at {store} is approved.", *_family()["violating"][1:]])
+        _write(tmp_path, "slots.yaml", {"shop_refunds": family})
+        with pytest.raises(DataError, match=r"slots\.yaml.*'shop_refunds'.*store"):
+            load_families(tmp_path)
+
+    def test_duplicate_id_across_files_names_both(self, tmp_path: Path) -> None:
+        """A family id defined in two files is a DataError naming both files and the family."""
+        _write(tmp_path, "a.yaml", {"shop_refunds": _family()})
+        _write(tmp_path, "b.yaml", {"shop_refunds": copy.deepcopy(_family())})
+        with pytest.raises(DataError, match=r"b\.yaml.*'shop_refunds'.*a\.yaml"):
+            load_families(tmp_path)
+
+    def test_wrong_rule_count_is_rejected(self, tmp_path: Path) -> None:
+        """A family with three phrasings instead of four is a DataError."""
+        family = _family(rules={f"t{i}": "Do not promise refunds." for i in range(1, 4)})
+        _write(tmp_path, "rules.yaml", {"shop_refunds": family})
+        with pytest.raises(DataError, match=r"rules\.yaml.*'shop_refunds'.*rules"):
+            load_families(tmp_path)
+
+    def test_extra_key_is_rejected(self, tmp_path: Path) -> None:
+        """An unknown key in a family is a DataError naming it."""
+        _write(tmp_path, "extra.yaml", {"shop_refunds": _family(notes="hi")})
+        with pytest.raises(DataError, match=r"extra\.yaml.*'shop_refunds'.*notes"):
+            load_families(tmp_path)
+
+
+def test_folder_parameter_generates_rows(tmp_path: Path) -> None:
+    """A folder of valid files yields rows whose slots are filled consistently within each row."""
+    _write(tmp_path, "one.yaml", {"shop_refunds": _family(), "shop_other_rule": _family()})
+    rows = scenario_rows(3, folder=tmp_path)["train"]
+    assert rows
+    assert not rows[0]["clause"].count("{")
+    for row in rows:
+        if row["augmentation"] != "scn:other_rule":
+            shop = "Acme Widgets" if "Acme Widgets" in row["clause"] else "Bolt Supply"
+            assert shop in row["transcript"]

@@ -25,6 +25,7 @@ from csrm_guard.training.adapters.rules import SeedRule, load_ifeval_rules
 from csrm_guard.training.augment import GENERIC_RULES, Augmenter, heldout_phrasings
 from csrm_guard.training.card import data_card, write_card
 from csrm_guard.training.data import SPLITS, Example
+from csrm_guard.training.scenario_rules import scenario_heldout, scenario_rows
 
 __all__ = ["Budget", "build", "load_examples", "pairs_benchmark"]
 
@@ -136,7 +137,9 @@ def build(
                 example, heldout_ok=True, limit=budget.benchmark_rows, force_heldout=True
             ):
                 benchmark.append({**row, "messages": [dict(m) for m in example.messages]})
-    heldout = heldout_phrasings(seeds)
+    for split, rows in scenario_rows(seed).items():
+        files[f"{split}/clauses"].extend(rows)
+    heldout = heldout_phrasings(seeds) | scenario_heldout()
     leaked = {r["phrasing"] for r in files["train/clauses"] if r["phrasing"] in heldout}
     if leaked:
         raise DataError(f"held-out phrasings reached training rows: {sorted(leaked)[:5]}")

@@ -82,6 +82,10 @@ class TrainConfig(BaseModel):
     threads: int = 2
     bf16: bool = True
     unconditioned: bool = Field(default=False, description="baseline: the encoder never sees the clause")
+    oversample: dict[str, int] = Field(
+        default_factory=dict,
+        description="training clause rows of these sources are repeated this many times (e.g. {scenarios: 3})",
+    )
     init_checkpoint: Path | None = Field(
         default=None,
         description="warm start: initial weights from this checkpoint (fresh optimizer and schedule)",
@@ -211,7 +215,7 @@ def _prepare(config: TrainConfig, tokenizer: Tokenizer | None) -> tuple[PairEnco
 
 def _load_split(config: TrainConfig, encoder: PairEncoder, categories: list[str], split: str) -> list[Item]:
     limits = config.train_limits if split == "train" else config.dev_limits
-    return load_items(
+    items = load_items(
         config.data_dir / split,
         encoder,
         categories,
@@ -220,6 +224,16 @@ def _load_split(config: TrainConfig, encoder: PairEncoder, categories: list[str]
         seed=config.seed,
         unconditioned=config.unconditioned,
     )
+    if split != "train" or not config.oversample:
+        return items
+    extra = [
+        item
+        for item in items
+        if item.kind == "clause"
+        for _ in range(config.oversample.get(str(item.meta.get("source")), 1) - 1)
+    ]
+    logger.info("oversampling %s: %d extra clause rows", config.oversample, len(extra))
+    return items + extra
 
 
 def train(config: TrainConfig, *, model: CsrmModel | None = None, tokenizer: Tokenizer | None = None) -> Path:

@@ -144,3 +144,17 @@ def test_warm_start_from_a_missing_checkpoint_names_it(tmp_path, data_dir, tiny_
         train(
             _config(data_dir, tmp_path / "r", init_checkpoint=missing), model=tiny_model, tokenizer=tokenizer
         )
+
+
+def test_oversample_repeats_the_named_source(tmp_path, data_dir, tiny_model, tokenizer):
+    """oversample {source: 3} adds two extra copies of that source's training clause rows."""
+
+    def train_items(run: Path, **extra) -> int:
+        train(_config(data_dir, run, max_minutes=0.0, **extra), model=tiny_model, tokenizer=tokenizer)
+        starts = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+        return int(starts[0]["train_items"])
+
+    clause_rows = len((data_dir / "train" / "clauses.jsonl").read_text().splitlines())
+    plain = train_items(tmp_path / "a")
+    assert train_items(tmp_path / "b", oversample={"synthetic": 3}) == plain + 2 * clause_rows
+    assert train_items(tmp_path / "c", oversample={"other-source": 3}) == plain

@@ -27,6 +27,7 @@ from typing import Any
 import pyarrow as pa
 import ray
 import ray.data
+import ray.data.exceptions
 import ray.exceptions
 
 from csrm_guard.batch.core import BundleScorer, ChunkScorer, RayOptions, ScoringJob
@@ -87,8 +88,8 @@ def run_ray(
         dataset = _dataset(plan, job, chunks, actors=actors, cpus=options.cpus_per_actor, gpus=gpus)
         try:
             return _collect(plan, target, dataset, pending=pending, schema=schema, on_rows=on_rows)
-        except ray.exceptions.RayError as exc:
-            raise ScorerError(f"the Ray job failed: {exc}") from exc
+        except (ray.exceptions.RayError, ray.data.exceptions.ExecutionTimeoutError) as exc:
+            raise ScorerError(f"the Ray job failed (finished shards are kept; --resume): {exc}") from exc
 
 
 @contextmanager
@@ -112,14 +113,18 @@ def _connected(address: str | None) -> Iterator[None]:
 
 @contextmanager
 def _quiet_progress() -> Iterator[None]:
-    # The caller shows its own progress bar; Ray Data's bars would interleave with it.
+    # The caller shows its own progress bar; Ray Data's bars would interleave with it. Ray Data also aborts a
+    # dataset after 30 minutes without a finished block, which a starved or busy cluster reaches while every
+    # actor is still working (measured: 2 actors sharing 2 cores with a training job); a stuck job is stopped
+    # by the user instead, and `--resume` keeps what was finished.
     context = ray.data.DataContext.get_current()
-    previous = context.enable_progress_bars
+    previous = context.enable_progress_bars, context.execution_no_progress_timeout_s
     context.enable_progress_bars = False
+    context.execution_no_progress_timeout_s = -1
     try:
         yield
     finally:
-        context.enable_progress_bars = previous
+        context.enable_progress_bars, context.execution_no_progress_timeout_s = previous
 
 
 def _gpus_per_actor(options: RayOptions, job: ScoringJob) -> float:

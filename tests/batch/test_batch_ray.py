@@ -120,3 +120,15 @@ def test_a_cluster_that_cannot_start_is_an_operational_error(
             engine="ray",
             address="head:6379",
         )
+
+
+def test_no_progress_timeout_is_off_while_scoring_and_restored_after():
+    """Ray Data's 30-minute no-progress abort is disabled for the job (slow is not stuck) and then restored."""
+    from csrm_guard.batch.ray_engine import _quiet_progress  # noqa: PLC0415
+
+    context = ray.data.DataContext.get_current()
+    before = context.execution_no_progress_timeout_s
+    with _quiet_progress():
+        assert context.execution_no_progress_timeout_s == -1
+        assert context.enable_progress_bars is False
+    assert context.execution_no_progress_timeout_s == before

@@ -4,7 +4,8 @@
 same rows with ``outcome``, ``violation_probability``, ``reward``, ``violations``, ``policy_hash``,
 ``model_id`` and ``error`` added. The ``local`` engine needs nothing beyond the runtime; the ``ray`` engine
 (``pip install 'csrm-guard[ray]'``) runs the same per-batch function on a Ray Data actor pool, so both give
-identical results.
+identical results. :func:`corpus_impact` scores a corpus under two policy versions and joins the outputs into
+the decisions that flip (``csrm-guard diff --engine``).
 
 .. versionadded:: 0.1
 """
@@ -12,6 +13,7 @@ identical results.
 from __future__ import annotations
 
 from csrm_guard.batch.core import BundleScorer, RayOptions, ScorerFactory, ScoringJob, score_records
+from csrm_guard.batch.impact import CorpusImpact, corpus_impact
 from csrm_guard.batch.io import INPUT_ROW, SCORE_COLUMNS
 from csrm_guard.batch.run import BatchResult, Engine, score_dataset
 
@@ -20,10 +22,12 @@ __all__ = [
     "SCORE_COLUMNS",
     "BatchResult",
     "BundleScorer",
+    "CorpusImpact",
     "Engine",
     "RayOptions",
     "ScorerFactory",
     "ScoringJob",
+    "corpus_impact",
     "score_dataset",
     "score_records",
 ]

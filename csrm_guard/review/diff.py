@@ -10,7 +10,7 @@ nobody expected.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -23,7 +23,17 @@ from csrm_guard.review.discover import PolicySuite, discover, is_test_file
 from csrm_guard.review.runner import GuardPool, ModelPath
 from csrm_guard.review.semantic import Change, changed_clauses, semantic_diff
 
-__all__ = ["ClauseChange", "DiffReport", "Flip", "PolicyDiff", "diff_policies", "read_expected_flips"]
+__all__ = [
+    "ClauseChange",
+    "DiffReport",
+    "Flip",
+    "PolicyDiff",
+    "RowDecision",
+    "add_conversations",
+    "clause_changes",
+    "diff_policies",
+    "read_expected_flips",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -50,14 +60,32 @@ class ClauseChange:
 
 
 @dataclass(frozen=True, slots=True)
+class RowDecision:
+    """A decision as a batch run records it: outcome, policy probability and violated clauses, no clause scores.
+
+    Conversations decided outside the guard pool (a large corpus scored by :mod:`csrm_guard.batch`) carry
+    these instead of a full :class:`~csrm_guard.guard.Decision`.
+
+    Attributes:
+        outcome: ``allow``, or the action taken on a violation.
+        violation_probability: The policy-level violation probability.
+        violations: Ids of the clauses at or over the threshold.
+    """
+
+    outcome: str
+    violation_probability: float
+    violations: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Flip:
     """A conversation whose outcome differs between the versions (or, for a shift, whose violated clauses do).
 
     Attributes:
         policy: The policy's name.
         conversation: The conversation.
-        old: The old version's decision.
-        new: The new version's decision.
+        old: The old version's decision (a :class:`RowDecision` for a corpus scored in batch).
+        new: The new version's decision (likewise).
         clauses: The clauses responsible: those whose violated status changed, or, when only an action
             changed, the clauses violated under both.
         expected: Whether the flip was listed as expected; ``None`` when no list was given.
@@ -65,8 +93,8 @@ class Flip:
 
     policy: str
     conversation: Conversation
-    old: Decision
-    new: Decision
+    old: Decision | RowDecision
+    new: Decision | RowDecision
     clauses: tuple[ClauseChange, ...]
     expected: bool | None = None
 
@@ -280,10 +308,11 @@ def _diff_pair(  # noqa: PLR0917  (a private helper called from one place)
         if before.error or after.error:
             errors.append(f"{conversation.id}: no decision could be reached: {before.error or after.error}")
         elif before.outcome != after.outcome:
-            flip = Flip(name, conversation, before, after, _responsible(before, after, touched))
-            if expected is not None:
-                flip = replace(flip, expected=flip.id in expected or conversation.id in expected)
-            flips.append(flip)
+            flips.append(
+                _marked(
+                    Flip(name, conversation, before, after, _responsible(before, after, touched)), expected
+                )
+            )
         elif _violated(before) != _violated(after):
             shifts.append(Flip(name, conversation, before, after, _responsible(before, after, touched)))
     return PolicyDiff(
@@ -307,11 +336,83 @@ def _decide(pool: GuardPool, policy: Policy, conversation: Conversation) -> Deci
 
 
 def _responsible(old: Decision, new: Decision, touched: frozenset[str]) -> tuple[ClauseChange, ...]:
-    before, after = _violated(old), _violated(new)
+    return clause_changes(_violated(old), _violated(new), touched, old.probabilities, new.probabilities)
+
+
+def clause_changes(
+    before: frozenset[str],
+    after: frozenset[str],
+    touched: frozenset[str],
+    old_probabilities: Mapping[str, float] | None = None,
+    new_probabilities: Mapping[str, float] | None = None,
+) -> tuple[ClauseChange, ...]:
+    """The clauses responsible for a flip: those that entered or left the violated set, else those in both.
+
+    Args:
+        before: Clauses violated under the old version.
+        after: Clauses violated under the new version.
+        touched: Clauses that changed between the versions (:func:`~csrm_guard.review.semantic.changed_clauses`).
+        old_probabilities: Clause probabilities under the old version, when known.
+        new_probabilities: Clause probabilities under the new version, when known.
+
+    Returns:
+        The changes, most probable first (by id when no probability is known).
+    """
     ids = (before ^ after) or (before & after)
-    p_old, p_new = old.probabilities, new.probabilities
+    p_old, p_new = old_probabilities or {}, new_probabilities or {}
     changes = [
         ClauseChange(cid, p_old.get(cid), p_new.get(cid), cid in before, cid in after, cid in touched)
-        for cid in ids
+        for cid in sorted(ids)
     ]
     return tuple(sorted(changes, key=lambda c: -max(c.old_probability or 0.0, c.new_probability or 0.0)))
+
+
+def _marked(flip: Flip, expected: frozenset[str] | None) -> Flip:
+    if expected is None:
+        return flip
+    return replace(flip, expected=flip.id in expected or flip.conversation.id in expected)
+
+
+def add_conversations(
+    report: DiffReport,
+    name: str,
+    *,
+    flips: Sequence[Flip] = (),
+    shifts: Sequence[Flip] = (),
+    errors: Sequence[str] = (),
+    checked: int = 0,
+) -> DiffReport:
+    """Add conversations decided outside the replay (e.g. a corpus scored in batch) to one policy's diff.
+
+    The flips are marked against the report's expected list, so the gate counts them exactly like replayed
+    ones.
+
+    Args:
+        report: The report to extend.
+        name: The policy whose diff gets the conversations.
+        flips: Conversations whose outcome flips.
+        shifts: Conversations whose violated clauses change while the outcome holds.
+        errors: ``<id>: <why>`` for conversations that could not be decided.
+        checked: How many conversations were decided by both versions.
+
+    Returns:
+        A new report.
+
+    Raises:
+        KeyError: When the report has no policy of that name.
+    """
+    if name not in {diff.name for diff in report.policies}:
+        raise KeyError(f"the diff has no policy named {name!r}")
+    policies = tuple(
+        replace(
+            diff,
+            flips=(*diff.flips, *(_marked(flip, report.expected) for flip in flips)),
+            shifts=(*diff.shifts, *shifts),
+            errors=(*diff.errors, *errors),
+            checked=diff.checked + checked,
+        )
+        if diff.name == name
+        else diff
+        for diff in report.policies
+    )
+    return replace(report, policies=policies)

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from csrm_guard._types import JSONValue
 from csrm_guard.guard import Decision
-from csrm_guard.review.diff import ClauseChange, DiffReport, Flip, PolicyDiff
+from csrm_guard.review.diff import ClauseChange, DiffReport, Flip, PolicyDiff, RowDecision
 from csrm_guard.review.report import decision_json
 
 __all__ = ["DiffFormat", "format_diff", "to_json", "to_markdown", "to_text"]
@@ -46,8 +46,19 @@ def _value(value: JSONValue) -> str:
     return text if len(text) <= _MAX_VALUE else text[: _MAX_VALUE - 1] + "…"
 
 
-def _outcome(decision: Decision) -> str:
+def _outcome(decision: Decision | RowDecision) -> str:
     return f"{decision.outcome} (p={decision.violation_probability:.2f})"
+
+
+def _decision_json(decision: Decision | RowDecision) -> dict[str, Any]:
+    if isinstance(decision, Decision):
+        return decision_json(decision)
+    return {  # scored in batch: no per-clause scores were recorded
+        "outcome": decision.outcome,
+        "violation_probability": decision.violation_probability,
+        "violations": [{"id": clause_id} for clause_id in decision.violations],
+        "scores": None,
+    }
 
 
 def _clause(change: ClauseChange) -> str:
@@ -56,7 +67,9 @@ def _clause(change: ClauseChange) -> str:
 
     marks = ["over" if change.old_violated else "under", "over" if change.new_violated else "under"]
     edited = ", clause changed" if change.clause_changed else ""
-    return f"{change.clause_id} {p(change.old_probability)} → {p(change.new_probability)} ({'→'.join(marks)}{edited})"
+    scores = (change.old_probability, change.new_probability)
+    moved = "" if scores == (None, None) else f" {p(change.old_probability)} → {p(change.new_probability)}"
+    return f"{change.clause_id}{moved} ({'→'.join(marks)}{edited})"
 
 
 def _verdict(report: DiffReport, fail_on_flips: bool) -> str:
@@ -153,8 +166,8 @@ def _json_flip(flip: Flip) -> dict[str, Any]:
         "stage": flip.conversation.stage,
         "expect": flip.conversation.expect,
         "expected": flip.expected,
-        "old": decision_json(flip.old),
-        "new": decision_json(flip.new),
+        "old": _decision_json(flip.old),
+        "new": _decision_json(flip.new),
         "clauses": [
             {
                 "id": c.clause_id,

@@ -1,8 +1,9 @@
 """Review subcommands: ``test`` (policy tests), ``diff`` (impact of a policy change) and ``fmt`` (formatting).
 
-Thin shell over :mod:`csrm_guard.review`. Exit codes: 0 ok; 1 a test failed, no tests were found, a diff gate
-failed, a file needs formatting or a policy is invalid; 2 usage error; 3 operational error (a model could not
-be loaded, or a check could not reach a decision).
+Thin shell over :mod:`csrm_guard.review` (and :mod:`csrm_guard.batch` for ``diff --engine``). Exit codes: 0 ok;
+1 a test failed, no tests were found, a diff gate failed, a file needs formatting or a policy is invalid; 2 usage
+error; 3 operational error (a model could not be loaded, a check could not reach a decision, or a batch run
+failed).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from csrm_guard.cli._diff_batch import add_engine_arguments, engine_usage_error, with_corpus_impact
 from csrm_guard.errors import DataError, PolicyError
 from csrm_guard.review.diff import diff_policies, read_expected_flips
 from csrm_guard.review.diff_report import format_diff
@@ -92,6 +94,7 @@ def _register_diff(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
     diff.add_argument("--no-replay", action="store_true", help="semantic diff only: replay nothing, no model")
     diff.add_argument("--model", metavar="BUNDLE", help="model bundle folder (default: the shipped bundle)")
     diff.add_argument("--verbose", "-v", action="store_true", help="show the guard's log messages")
+    add_engine_arguments(diff)
     diff.set_defaults(handler=_diff)
 
 
@@ -160,6 +163,9 @@ def _test(args: argparse.Namespace) -> int:
 
 
 def _diff(args: argparse.Namespace) -> int:
+    if (problem := engine_usage_error(args)) is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return _USAGE
     if (code := _missing([args.old, args.new, *filter(None, [args.corpus, args.expect_flips])])) is not None:
         return code
     try:
@@ -168,7 +174,7 @@ def _diff(args: argparse.Namespace) -> int:
             report = diff_policies(
                 args.old,
                 args.new,
-                corpus=args.corpus,
+                corpus=None if args.engine else args.corpus,
                 model=args.model,
                 expected_flips=expected,
                 replay=not args.no_replay,
@@ -176,6 +182,15 @@ def _diff(args: argparse.Namespace) -> int:
     except (PolicyError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return _FAILED
+    if args.engine:
+        try:
+            report = with_corpus_impact(report, args)
+        except (
+            DataError,
+            OSError,
+        ) as exc:  # the batch run failed (its outputs, the work dir); others exit 3 too
+            print(f"error: {exc}", file=sys.stderr)
+            return _OPERATIONAL
     _write(format_diff(report, args.format, fail_on_flips=args.fail_on_flips), args.output)
     if args.output is not None and args.format != "text":
         sys.stdout.write(format_diff(report, "text", fail_on_flips=args.fail_on_flips))

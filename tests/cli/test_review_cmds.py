@@ -11,6 +11,7 @@ from types import ModuleType
 
 import pytest
 
+from csrm_guard.batch import BundleScorer
 from csrm_guard.cli import main
 from csrm_guard.review.runner import GuardPool
 from csrm_guard.testing import FakeScorer
@@ -211,3 +212,111 @@ class TestFmt:
     def test_missing_path_exits_2(self, policies: Path):
         """A path that does not exist is a usage error."""
         assert main(["fmt", "nope"]) == 2
+
+
+@pytest.fixture(name="batch_scorer")
+def _batch_scorer(policies: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make batch runs score with the marker scorer where they would load the model bundle."""
+    monkeypatch.setattr(BundleScorer, "__call__", lambda self: FakeScorer(helpers.marker_probability))
+
+
+@pytest.fixture(name="big_corpus")
+def _big_corpus(tmp_path: Path) -> Path:
+    """A corpus with an input-stage and an output-stage row that flip, one that does not, one malformed-free."""
+    rows = [
+        {"id": "r1", "messages": [{"role": "user", "content": "x [violence:low]"}]},
+        {"id": "r2", "messages": [{"role": "user", "content": "hi"}], "response": "a punch [violence:low]"},
+        {"id": "r3", "messages": [{"role": "user", "content": "hello"}], "response": "hello"},
+    ]
+    path = tmp_path / "big.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+@pytest.mark.usefixtures("batch_scorer")
+class TestDiffEngine:
+    def test_corpus_flips_in_every_format(
+        self, policies: Path, stricter: Path, big_corpus: Path, capsys: pytest.CaptureFixture[str]
+    ):
+        """--engine local reports the corpus flips with ids, outcomes, probabilities and the clause that entered."""
+        args = ["diff", str(policies), str(stricter), "--corpus", str(big_corpus), "--engine", "local"]
+        assert main([*args, "--format", "json"]) == 0
+        flips = json.loads(capsys.readouterr().out)["policies"][0]["flips"]
+        assert [flip["id"] for flip in flips] == [
+            "bank::story with a fistfight",
+            "bank::corpus:r1",
+            "bank::corpus:r2",
+        ]
+        assert flips[2]["stage"] == "output"
+        assert flips[2]["old"]["violation_probability"] == pytest.approx(0.04)
+        assert flips[2]["new"]["violations"] == [{"id": "violence"}]
+        assert flips[2]["clauses"] == [
+            {
+                "id": "violence",
+                "old_probability": None,
+                "new_probability": None,
+                "old_violated": False,
+                "new_violated": True,
+                "clause_changed": True,
+            }
+        ]
+        assert main(args) == 0
+        text = capsys.readouterr().out
+        assert "3 of 7 conversation(s) flip" in text
+        assert "corpus:r2 [output]: allow (p=0.04) -> block (p=0.92)" in text
+        assert "violence (under→over, clause changed)" in text
+        assert main([*args, "--format", "markdown"]) == 0
+        assert "| `corpus:r1` | input | allow (p=0.04) | block (p=0.92) |" in capsys.readouterr().out
+
+    def test_the_gate_counts_corpus_flips(
+        self, policies: Path, stricter: Path, big_corpus: Path, tmp_path: Path
+    ):
+        """--fail-on-flips and --expect-flips count the batch-scored flips like replayed ones."""
+        args = ["diff", str(policies), str(stricter), "--corpus", str(big_corpus), "--engine", "local"]
+        assert main([*args, "--fail-on-flips"]) == 1
+        expected = tmp_path / "flips.txt"
+        expected.write_text("bank::story with a fistfight\n")
+        assert main([*args, "--expect-flips", str(expected)]) == 1
+        expected.write_text("bank::story with a fistfight\ncorpus:r1\nbank::corpus:r2\n")
+        assert main([*args, "--expect-flips", str(expected)]) == 0
+        assert (
+            main(["diff", str(policies), str(policies), "--corpus", str(big_corpus), "--engine", "local"])
+            == 0
+        )
+
+    def test_malformed_rows_exit_3(
+        self, policies: Path, stricter: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ):
+        """A corpus row that cannot be scored is listed as an error with its id and line, and the exit code is 3."""
+        corpus = tmp_path / "bad.jsonl"
+        corpus.write_text('{"id": "r9", "response": "no messages"}\n{oops\n')
+        args = ["diff", str(policies), str(stricter), "--corpus", str(corpus), "--engine", "local"]
+        assert main(args) == 3
+        out = capsys.readouterr().out
+        assert "error: bank::corpus:r9 (line 1): missing 'messages'" in out
+        assert "error: bank::corpus line 2: not valid JSON" in out
+
+    def test_work_dir_is_kept_and_resumable(
+        self, policies: Path, stricter: Path, big_corpus: Path, tmp_path: Path
+    ):
+        """--work-dir keeps the batch outputs; --resume reuses them."""
+        work = tmp_path / "work"
+        args = ["diff", str(policies), str(stricter), "--corpus", str(big_corpus), "--engine", "local"]
+        assert main([*args, "--work-dir", str(work), "--fail-on-flips"]) == 1
+        assert len(list(work.glob("*/_SUCCESS"))) == 4  # two stages, two versions
+        assert main([*args, "--work-dir", str(work), "--resume", "--fail-on-flips"]) == 1
+
+    @pytest.mark.parametrize(
+        "extra",
+        [
+            ["--engine", "local"],  # no --corpus
+            ["--corpus", "{corpus}", "--resume"],  # batch flag without --engine
+            ["--corpus", "{corpus}", "--engine", "local", "--address", "auto"],
+            ["--corpus", "{corpus}", "--engine", "local", "--no-replay"],
+            ["--corpus", "{corpus}", "--engine", "ray", "--resume"],  # --resume without --work-dir
+        ],
+    )
+    def test_usage_errors(self, policies: Path, stricter: Path, big_corpus: Path, extra: list[str]):
+        """Batch flags that make no sense together exit 2."""
+        extra = [str(big_corpus) if arg == "{corpus}" else arg for arg in extra]
+        assert main(["diff", str(policies), str(stricter), *extra]) == 2

@@ -36,6 +36,17 @@ def register(subparsers: Any) -> None:
     )
     build.add_argument("--seed", type=int, default=13, help="build seed (default: 13)")
     build.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    build.add_argument(
+        "--safe-taxonomy-keep",
+        type=float,
+        default=0.15,
+        help="share of safe examples that give a severity-head row (default: 0.15)",
+    )
+    build.add_argument(
+        "--taxonomy-negatives",
+        action="store_true",
+        help="label categories a harmful turn is plainly not about as severity 0 (experimental: see the model card)",
+    )
     build.set_defaults(handler=_build)
 
     agree = commands.add_parser(
@@ -58,10 +69,11 @@ def register(subparsers: Any) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from csrm_guard.training.build import build  # noqa: PLC0415 - keeps the CLI import light
+    from csrm_guard.training.build import Budget, build  # noqa: PLC0415 - keeps the CLI import light
     from csrm_guard.training.card import render_card  # noqa: PLC0415
 
-    card = build(args.data_dir, args.out, seed=args.seed, progress=not args.no_progress)
+    budget = Budget(safe_taxonomy_keep=args.safe_taxonomy_keep, taxonomy_negatives=args.taxonomy_negatives)
+    card = build(args.data_dir, args.out, seed=args.seed, budget=budget, progress=not args.no_progress)
     print(render_card(card))
     print(f"wrote {args.out}")
     return 0

@@ -331,12 +331,17 @@ class Augmenter:
             "category": category,
         }
 
-    def taxonomy_row(self, example: Example) -> dict[str, Any] | None:
-        """Return the taxonomy (severity head) row, or ``None`` when no category's severity is known."""
+    def taxonomy_row(self, example: Example, *, negatives: bool = False) -> dict[str, Any] | None:
+        """Return the taxonomy (severity head) row, or ``None`` when no category's severity is known.
+
+        Args:
+            example: The labelled conversation.
+            negatives: For a harmful turn, label the categories it is plainly not about as severity 0.
+        """
         vector = example.severity_vector()
         if all(v < 0 for v in vector.values()):
             return None
-        if example.harmful:
+        if negatives and example.harmful:
             # Single-label sources leave every other category unknown, so the severity head would never learn
             # "harmful, but not this category": categories the conversation is not about and whose keyword rule
             # does not fire are labelled severity 0 (the same weak negatives the irrelevant clause rows use).

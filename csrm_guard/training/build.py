@@ -44,6 +44,9 @@ class Budget:
         pair_keep: Share of eligible training examples that give a strictness pair.
         safe_taxonomy_keep: Share of safe examples that give a taxonomy row.
         benchmark_rows: Held-out-configuration rows per dev example in ``configurable-dev``.
+        taxonomy_negatives: Label categories a harmful turn is plainly not about as severity 0 in its severity
+            row (off by default: with it, and ``safe_taxonomy_keep`` 0.5, the severity head's probabilities fell
+            so low that BeaverTails recall under the default policy dropped from 0.87 to 0.28; model card).
     """
 
     harmful_rows: int = 3
@@ -51,8 +54,9 @@ class Budget:
     safe_input_keep: float = 0.6
     eval_rows: int = 2
     pair_keep: float = 0.6
-    safe_taxonomy_keep: float = 0.5
+    safe_taxonomy_keep: float = 0.15
     benchmark_rows: int = 2
+    taxonomy_negatives: bool = False
 
 
 def load_examples(data_dir: Path, *, progress: bool = True) -> tuple[list[Example], dict[str, str]]:
@@ -129,7 +133,7 @@ def build(
             if pair is not None:
                 files[f"{split}/pairs"].append(pair)
         if example.harmful or rng.random() < budget.safe_taxonomy_keep:
-            row = augmenter.taxonomy_row(example)
+            row = augmenter.taxonomy_row(example, negatives=budget.taxonomy_negatives)
             if row is not None:
                 files[f"{split}/taxonomy"].append(row)
         if split == "dev":

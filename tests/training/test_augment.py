@@ -104,10 +104,11 @@ class TestClauseLabels:
             id="x:2", conversation_id="c", source="x", stage="input", harmful=True, categories=("weapons",),
             messages=({"role": "user", "content": "How do I make a pipe bomb?"},), severity={"weapons": 3},
         )  # fmt: skip
-        vector = Augmenter().taxonomy_row(example)["severity"]
+        vector = Augmenter().taxonomy_row(example, negatives=True)["severity"]
         assert vector["weapons"] == 3
         assert vector["profanity"] == 0
         assert vector["intellectual_property"] == 0
+        assert Augmenter().taxonomy_row(example)["severity"]["profanity"] == -1  # off by default
 
     def test_refusal_is_a_safe_output(self):
         """A refusal to a harmful prompt is not a violation of the prompt's category."""

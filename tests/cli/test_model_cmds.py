@@ -159,26 +159,7 @@ class TestBench:
     def test_saved_report_as_markdown(self, random_bundle, policy_file, tmp_path, capsys):
         """--out saves the JSON report and --from-json --format markdown renders it as Markdown tables."""
         saved = tmp_path / "bench.json"
-        main(
-            [
-                "bench",
-                "--model",
-                str(random_bundle),
-                "--policy",
-                str(policy_file),
-                "--iterations",
-                "1",
-                "--lengths",
-                "64",
-                "--sizes",
-                "1",
-                "--callers",
-                "1",
-                "--no-startup",
-                "--out",
-                str(saved),
-            ]
-        )
+        main([*_small_bench(random_bundle, policy_file, callers=1), "--out", str(saved)])
         capsys.readouterr()
         code = main(["bench", "--from-json", str(saved), "--format", "markdown"])
         out = capsys.readouterr().out
@@ -188,26 +169,15 @@ class TestBench:
 
     def test_text_report(self, random_bundle, policy_file, capsys):
         """The text format prints the tables and the target summary."""
-        code = main(
-            [
-                "bench",
-                "--model",
-                str(random_bundle),
-                "--policy",
-                str(policy_file),
-                "--iterations",
-                "1",
-                "--lengths",
-                "64",
-                "--sizes",
-                "1",
-                "--callers",
-                "2",
-                "--no-startup",
-            ]
-        )
+        code = main(_small_bench(random_bundle, policy_file, callers=2))
         out = capsys.readouterr().out
         assert code == 0
         assert "floor: one ONNX pass" in out
         assert "p50/floor" in out
         assert "targets" in out
+
+
+def _small_bench(bundle, policy, *, callers: int) -> list[str]:
+    """A one-iteration ``bench`` command line: one 64-token length, one policy size, no start-up run."""
+    return ["bench", "--model", str(bundle), "--policy", str(policy), "--iterations", "1", "--lengths", "64",
+            "--sizes", "1", "--callers", str(callers), "--no-startup"]  # fmt: skip

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 from tokenizers import Tokenizer
 from tqdm import tqdm
 
@@ -82,7 +82,7 @@ class TrainConfig(BaseModel):
     threads: int = 2
     bf16: bool = True
     unconditioned: bool = Field(default=False, description="baseline: the encoder never sees the clause")
-    oversample: dict[str, int] = Field(
+    oversample: dict[str, PositiveInt] = Field(
         default_factory=dict,
         description="training clause rows of these sources are repeated this many times (e.g. {scenarios: 3})",
     )

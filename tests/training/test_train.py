@@ -158,3 +158,11 @@ def test_oversample_repeats_the_named_source(tmp_path, data_dir, tiny_model, tok
     plain = train_items(tmp_path / "a")
     assert train_items(tmp_path / "b", oversample={"synthetic": 3}) == plain + 2 * clause_rows
     assert train_items(tmp_path / "c", oversample={"other-source": 3}) == plain
+
+
+def test_oversample_factor_below_one_is_a_config_error(tmp_path):
+    """An oversample factor of 0 would silently drop nothing and mean nothing: the config names it."""
+    path = tmp_path / "train.yaml"
+    path.write_text("data_dir: d\nrun_dir: r\noversample: {scenarios: 0}\n")
+    with pytest.raises(DataError, match=r"oversample\.scenarios"):
+        load_config(path)

@@ -204,6 +204,10 @@ class PolicyTest(_Model):
         min_probability: Lower bound on the policy-level violation probability.
         max_probability: Upper bound on the policy-level violation probability.
         note: Why this case exists (shown on failure).
+        xfail: Marks a known model limitation, like pytest's ``xfail(strict=True)``: the reason the decision is
+            expected to be wrong. Such a case that misses its expectations is reported ``xfailed`` and does not
+            fail the run; one that meets them is ``xpassed`` and fails it, so the marker is removed once the
+            model gets the case right. A case that cannot be decided is still an error.
     """
 
     __test__ = False  # keep pytest from collecting this class
@@ -217,6 +221,18 @@ class PolicyTest(_Model):
     min_probability: float | None = Field(default=None, ge=0.0, le=1.0)
     max_probability: float | None = Field(default=None, ge=0.0, le=1.0)
     note: str | None = None
+    xfail: str | None = Field(
+        default=None, min_length=1, max_length=500, json_schema_extra={"pattern": r"\S"}
+    )
+
+    @field_validator("xfail", mode="before")
+    @classmethod
+    def _xfail_reason(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError("takes the reason as text (why the model gets this case wrong), not true/false")
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("needs a reason (why the model gets this case wrong), not an empty string")
+        return value
 
     @property
     def judged_stage(self) -> Stage:

@@ -158,6 +158,13 @@ class TestHash:
         with_tests = Policy(name="demo", tests=[PolicyTest(**_test_case())], extends=("../x",))
         assert plain.hash == with_tests.hash
 
+    def test_xfail_markers_do_not_change_the_hash(self):
+        """Marking a case xfail changes the policy's tests, not its decisions, so the hash stays."""
+        plain = Policy(name="demo", tests=[PolicyTest(**_test_case())])
+        marked = Policy(name="demo", tests=[PolicyTest(**_test_case(xfail="model reads this as hate"))])
+        assert plain != marked
+        assert plain.hash == marked.hash
+
 
 class TestPolicyTests:
     def test_output_stage_needs_a_response(self):
@@ -188,6 +195,28 @@ class TestPolicyTests:
         policy = Policy(name="demo", rules=[Rule(id="r1", text="x")], guidelines="A. B.", tests=[case])
         assert policy.tests[0].violations == ("sexual_minors", "r1", "guidelines.2")
 
+    def test_xfail_takes_a_reason(self):
+        """An xfail marker is a reason; it is optional and kept as written."""
+        assert PolicyTest(**_test_case()).xfail is None
+        assert (
+            PolicyTest(**_test_case(xfail="war history reads as hate")).xfail == "war history reads as hate"
+        )
+
+    @pytest.mark.parametrize(
+        ("value", "problem"),
+        [
+            ("", "needs a reason"),
+            ("  \n", "needs a reason"),
+            (True, "not true/false"),
+            ("x" * 501, "at most 500 characters"),
+        ],
+    )
+    def test_xfail_without_a_usable_reason_is_rejected(self, value: object, problem: str):
+        """An empty, blank, boolean or overlong xfail reason is rejected at tests[N].xfail."""
+        with pytest.raises(PolicyValidationError, match=problem) as info:
+            Policy(name="demo", tests=[_test_case(xfail=value)])
+        assert info.value.field == "tests[0].xfail"
+
 
 class TestJsonSchema:
     def test_schema_lists_categories_and_forbids_extra_keys(self):
@@ -205,3 +234,12 @@ class TestJsonSchema:
         jsonschema.validate({"name": "x", "extends": ["../a", "../b"]}, schema)
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate({"name": "x", "categories": {"violnce": {}}}, schema)
+
+    def test_schema_knows_xfail(self):
+        """The schema accepts an xfail reason on a case and rejects a blank one or a boolean."""
+        jsonschema = pytest.importorskip("jsonschema")
+        schema = policy_json_schema()
+        jsonschema.validate({"name": "x", "tests": [_test_case(xfail="known limitation")]}, schema)
+        for bad in ("", "   ", True):
+            with pytest.raises(jsonschema.ValidationError):
+                jsonschema.validate({"name": "x", "tests": [_test_case(xfail=bad)]}, schema)

@@ -2,8 +2,11 @@
 
 Each case is checked with its own policy's settings (stage actions, thresholds, fail modes), exactly as
 production traffic would be. A case *fails* when the decision differs from what it expects, and *errors* when
-no decision could be reached (the scorer raised or timed out, or the transcript could not be rendered). The
-same function serves ``csrm-guard test``, the pytest plugin and CI.
+no decision could be reached (the scorer raised or timed out, or the transcript could not be rendered). A case
+marked ``xfail`` (a known model limitation) is *xfailed* when the decision misses its expectations, which does
+not fail the run, and *xpassed* when it meets them, which does (strict, like pytest's ``xfail(strict=True)``):
+the marker must go once the model gets the case right. The same function serves ``csrm-guard test``, the
+pytest plugin and CI.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from csrm_guard._types import Messages, Stage
 from csrm_guard.errors import CsrmGuardError
@@ -27,6 +31,7 @@ from csrm_guard.review.discover import PolicyCase, discover, select
 __all__ = [
     "TEST_TIMEOUT_MS",
     "CaseResult",
+    "CaseStatus",
     "GuardPool",
     "TestRun",
     "check_expectation",
@@ -42,6 +47,9 @@ ModelPath = str | os.PathLike[str]
 TEST_TIMEOUT_MS = 60_000
 """The least timeout a policy test or diff check gets (the policy's own timeout when that is longer)."""
 
+CaseStatus = Literal["passed", "failed", "error", "xfailed", "xpassed"]
+"""The status of a case: ``passed`` and ``xfailed`` keep a run green, the others fail it."""
+
 
 @dataclass(frozen=True, slots=True)
 class CaseResult:
@@ -50,7 +58,7 @@ class CaseResult:
     Attributes:
         case: The case that ran.
         decision: The guard's decision, or ``None`` when the check raised.
-        failures: Why the decision does not meet the expectation (empty when it does).
+        failures: Why the decision does not meet the expectation (empty when it does, ``xfail`` or not).
         error: Why no decision could be reached, when that happened.
         duration_s: Wall time of the check.
     """
@@ -62,16 +70,30 @@ class CaseResult:
     duration_s: float
 
     @property
-    def status(self) -> str:
-        """``passed``, ``failed`` or ``error``."""
+    def status(self) -> CaseStatus:
+        """``passed``, ``failed`` or ``error``; ``xfailed`` or ``xpassed`` for a case marked ``xfail``."""
         if self.error is not None:
             return "error"
+        if self.case.test.xfail is not None:
+            return "xfailed" if self.failures else "xpassed"
         return "failed" if self.failures else "passed"
 
     @property
     def passed(self) -> bool:
-        """Whether the case passed."""
+        """Whether the case passed (an ``xfailed`` case did not pass, but see :attr:`ok`)."""
         return self.status == "passed"
+
+    @property
+    def ok(self) -> bool:
+        """Whether the case keeps the run green: it passed, or it failed as its ``xfail`` marker says."""
+        return self.status in ("passed", "xfailed")
+
+    @property
+    def messages(self) -> tuple[str, ...]:
+        """What went wrong: the unmet expectations, or for an ``xpassed`` case why that fails the run."""
+        if self.status == "xpassed":
+            return (f'passed, but is marked xfail ("{self.case.test.xfail}"): remove the marker',)
+        return self.failures
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,14 +112,14 @@ class TestRun:
     policies: int = 0
     deselected: int = 0
 
-    def count(self, status: str) -> int:
-        """How many results have ``status`` (``passed``, ``failed`` or ``error``)."""
+    def count(self, status: CaseStatus) -> int:
+        """How many results have ``status`` (``passed``, ``failed``, ``error``, ``xfailed`` or ``xpassed``)."""
         return sum(1 for result in self.results if result.status == status)
 
     @property
     def ok(self) -> bool:
-        """Whether at least one case ran and every case passed."""
-        return bool(self.results) and all(result.passed for result in self.results)
+        """Whether at least one case ran and every case passed or, being marked ``xfail``, failed."""
+        return bool(self.results) and all(result.ok for result in self.results)
 
     @property
     def duration_s(self) -> float:

@@ -10,7 +10,7 @@ import pytest
 
 from csrm_guard.testing import FakeScorer
 
-from .review_helpers import EXAMPLES, POLICY, TESTS, marker_probability, oracle_for
+from .review_helpers import EXAMPLES, POLICY, TESTS, XFAIL_TESTS, marker_probability, oracle_for
 
 
 @pytest.fixture(name="marker_scorer")
@@ -27,6 +27,13 @@ def _bank_dir(tmp_path: Path) -> Path:
     (folder / "policy.yaml").write_text(POLICY, encoding="utf-8")
     (folder / "policy_test.yaml").write_text(TESTS, encoding="utf-8")
     return folder
+
+
+@pytest.fixture(name="xfail_dir")
+def _xfail_dir(bank_dir: Path) -> Path:
+    """The bank folder with ``known_test.yaml`` added: one case that xfails and one that xpasses."""
+    (bank_dir / "known_test.yaml").write_text(XFAIL_TESTS, encoding="utf-8")
+    return bank_dir
 
 
 @pytest.fixture(name="oracle_factory")

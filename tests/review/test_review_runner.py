@@ -110,6 +110,56 @@ class TestRunPolicyTests:
             run_policy_tests([bank_dir], model=tmp_path / "no-bundle")
 
 
+class TestXfail:
+    def test_missed_expectation_is_xfailed_and_keeps_the_run_green(
+        self, xfail_dir: Path, marker_scorer: FakeScorer
+    ):
+        """A marked case whose decision misses is xfailed, keeps its failure messages and does not fail the run."""
+        run = run_policy_tests([xfail_dir], scorer=marker_scorer, pattern="greeting|battle")
+        assert [r.status for r in run.results] == ["passed", "xfailed"]
+        xfailed = run.results[1]
+        assert xfailed.failures == ("expected allow, got block",)
+        assert xfailed.messages == xfailed.failures
+        assert not xfailed.passed
+        assert xfailed.ok
+        assert run.ok
+        assert (run.count("passed"), run.count("xfailed"), run.count("failed")) == (1, 1, 0)
+
+    def test_met_expectation_is_xpassed_and_fails_the_run(self, xfail_dir: Path, marker_scorer: FakeScorer):
+        """A marked case that meets its expectations is xpassed: a failure asking to remove the marker."""
+        run = run_policy_tests([xfail_dir], scorer=marker_scorer)
+        statuses = {r.case.test.name: r.status for r in run.results}
+        assert statuses == {
+            "greeting": "passed",
+            "fraud is blocked": "passed",
+            "story with a fistfight": "passed",
+            "competitor recommendation": "passed",
+            "battle history": "xfailed",
+            "fixed limitation": "xpassed",
+        }
+        xpassed = next(r for r in run.results if r.status == "xpassed")
+        assert xpassed.failures == ()
+        assert xpassed.messages == (
+            'passed, but is marked xfail ("the model used to miss cheque fraud"): remove the marker',
+        )
+        assert not xpassed.ok
+        assert not run.ok
+        assert (run.count("passed"), run.count("xfailed"), run.count("xpassed")) == (4, 1, 1)
+
+    def test_an_undecidable_marked_case_is_an_error(self, xfail_dir: Path):
+        """No decision is an error whether or not the case is marked xfail."""
+        nan = FakeScorer(lambda clause, transcript: math.nan)
+        run = run_policy_tests([xfail_dir], scorer=nan, pattern="battle|fixed")
+        assert [r.status for r in run.results] == ["error", "error"]
+        assert not run.ok
+
+    def test_only_xfailed_cases_is_ok(self, xfail_dir: Path, marker_scorer: FakeScorer):
+        """A run whose every case xfails is ok: at least one case ran and none failed the run."""
+        run = run_policy_tests([xfail_dir], scorer=marker_scorer, pattern="battle")
+        assert [r.status for r in run.results] == ["xfailed"]
+        assert run.ok
+
+
 def test_pool_loads_the_scorer_once(monkeypatch: pytest.MonkeyPatch, bank_dir: Path):
     """GuardPool.load_scorer is called once per run, and what it loaded is closed at the end."""
     loaded: list[FakeScorer] = []

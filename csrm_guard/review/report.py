@@ -2,8 +2,9 @@
 
 The JUnit XML follows the schema Jenkins (xunit ``junit-10.xsd``), Maven Surefire and Apache Ant
 (``JUnit.xsd``) accept, which GitHub, GitLab and Azure test reporters read too: one ``<testsuite>`` per policy,
-one ``<testcase>`` per case, ``<failure>`` when the decision is not the expected one and ``<error>`` when no
-decision could be reached. Diff output formats are in :mod:`csrm_guard.review.diff_report`.
+one ``<testcase>`` per case, ``<failure>`` when the decision is not the expected one (or a case marked ``xfail``
+passed), ``<skipped>`` for a case that failed as its ``xfail`` marker says, and ``<error>`` when no decision
+could be reached. Diff output formats are in :mod:`csrm_guard.review.diff_report`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from itertools import groupby
 from typing import Any, Literal
 
 from csrm_guard.guard import Decision
-from csrm_guard.review.runner import CaseResult, TestRun
+from csrm_guard.review.runner import CaseResult, CaseStatus, TestRun
 
 __all__ = [
     "TestFormat",
@@ -33,7 +34,14 @@ __all__ = [
 TestFormat = Literal["text", "json", "junit"]
 """The output formats of ``csrm-guard test``."""
 
-_MARK = {"passed": "PASS ", "failed": "FAIL ", "error": "ERROR"}
+_MARK: dict[CaseStatus, str] = {
+    "passed": "PASS ",
+    "failed": "FAIL ",
+    "error": "ERROR",
+    "xfailed": "XFAIL",
+    "xpassed": "XPASS",
+}
+_COUNTED: tuple[CaseStatus, ...] = ("xfailed", "xpassed", "failed", "error")  # after "passed", when not 0
 
 
 def format_test_run(run: TestRun, fmt: TestFormat = "text") -> str:
@@ -85,13 +93,25 @@ def _text_case(result: CaseResult) -> Iterator[str]:
     yield f"  {_MARK[result.status]} {case.id}  ({case.test.judged_stage}, expect {case.test.expect})"
     if result.passed:
         return
-    for detail in failure_details(result):
+    details = _xfail_details(result) if result.status == "xfailed" else failure_details(result)
+    for detail in details:
         yield f"        {detail}"
 
 
+def _xfail_details(result: CaseResult) -> list[str]:
+    """The short form for a known limitation: the reason, how the decision misses, the decision."""
+    details = [f"xfail: {result.case.test.xfail}", *result.failures]
+    if result.decision is not None:
+        details.append(decision_summary(result.decision))
+    return details
+
+
 def failure_details(result: CaseResult) -> list[str]:
-    """Lines explaining a failed or errored case: where it is, what went wrong, the decision, the note."""
-    details = [f"at {result.case.location}", *result.failures]
+    """Lines explaining a case that did not pass: where it is, what went wrong, the decision, the note."""
+    details = [f"at {result.case.location}"]
+    if result.status == "xfailed":
+        details.append(f"xfail: {result.case.test.xfail}")
+    details.extend(result.messages)
     if result.error is not None:
         details.append(result.error)
     if result.decision is not None:
@@ -106,7 +126,7 @@ def _summary(run: TestRun) -> str:
         suffix = f" ({run.deselected} deselected by --run)" if run.deselected else ""
         return f"no policy tests found in {run.policies} polic{'y' if run.policies == 1 else 'ies'}{suffix}"
     parts = [f"{run.count('passed')} passed"]
-    parts += [f"{run.count(status)} {status}" for status in ("failed", "error") if run.count(status)]
+    parts += [f"{run.count(status)} {status}" for status in _COUNTED if run.count(status)]
     extra = f", {run.deselected} deselected" if run.deselected else ""
     policies = f"{run.policies} polic{'y' if run.policies == 1 else 'ies'}"
     return f"{', '.join(parts)} in {run.duration_s:.2f}s ({policies}{extra})"
@@ -124,6 +144,8 @@ def to_json(run: TestRun) -> str:
             "passed": run.count("passed"),
             "failed": run.count("failed"),
             "errors": run.count("error"),
+            "xfailed": run.count("xfailed"),
+            "xpassed": run.count("xpassed"),
             "deselected": run.deselected,
             "policies": run.policies,
             "duration_s": round(run.duration_s, 6),
@@ -145,7 +167,8 @@ def _json_case(result: CaseResult) -> dict[str, Any]:
         "status": result.status,
         "expect": test.expect,
         "expect_violations": list(test.violations),
-        "failures": list(result.failures),
+        "xfail": test.xfail,
+        "failures": list(result.messages),
         "error": result.error,
         "decision": decision_json(result.decision) if result.decision is not None else None,
         "duration_s": round(result.duration_s, 6),
@@ -212,9 +235,9 @@ def _suite_attributes(results: list[CaseResult], index: int, stamp: str, host: s
         "timestamp": stamp,
         "hostname": host,
         "tests": str(len(results)),
-        "failures": str(sum(1 for r in results if r.status == "failed")),
+        "failures": str(sum(1 for r in results if r.status in ("failed", "xpassed"))),
         "errors": str(sum(1 for r in results if r.status == "error")),
-        "skipped": "0",
+        "skipped": str(sum(1 for r in results if r.status == "xfailed")),
         "time": f"{sum(r.duration_s for r in results):.3f}",
     }
 
@@ -225,7 +248,16 @@ def _junit_case(suite: ET.Element, result: CaseResult) -> None:
     element = ET.SubElement(suite, "testcase", attributes)
     if result.passed:
         return
-    tag, kind = ("error", "PolicyTestError") if result.status == "error" else ("failure", "PolicyTestFailure")
-    message = result.error if result.error is not None else "; ".join(result.failures)
+    tag, kind, message = _junit_problem(result)
     detail = ET.SubElement(element, tag, {"message": message, "type": kind})
     detail.text = "\n".join(failure_details(result))
+
+
+def _junit_problem(result: CaseResult) -> tuple[str, str, str]:
+    """The element, its ``type`` and its ``message`` for a case that did not pass."""
+    if result.status == "error":
+        return "error", "PolicyTestError", result.error or ""
+    if result.status == "xfailed":
+        return "skipped", "PolicyTestXFail", f"xfail: {result.case.test.xfail}"
+    kind = "PolicyTestXPass" if result.status == "xpassed" else "PolicyTestFailure"
+    return "failure", kind, "; ".join(result.messages)

@@ -29,6 +29,12 @@ def _mixed_run(bank_dir: Path) -> TestRun:
     return run_policy_tests([bank_dir], scorer=FakeScorer(score))
 
 
+@pytest.fixture(name="xfail_run")
+def _xfail_run(xfail_dir: Path, marker_scorer: FakeScorer) -> TestRun:
+    """A run with four passes, one xfailed case and one xpassed case."""
+    return run_policy_tests([xfail_dir], scorer=marker_scorer)
+
+
 @pytest.fixture(name="schema")
 def _schema() -> xmlschema.XMLSchema:
     """The JUnit XML schema common CI systems accept (Jenkins junit-10 and Ant JUnit.xsd intersection)."""
@@ -48,6 +54,25 @@ class TestText:
         assert text.rstrip().endswith("(1 policy)")
         assert "1 passed, 2 failed, 1 error" in text
 
+    def test_xfail_and_xpass(self, xfail_run: TestRun):
+        """XFAIL lines give the reason, the miss and the decision; XPASS is explained like a failure."""
+        lines = format_test_run(xfail_run, "text").splitlines()
+        start = lines.index("  XFAIL bank::battle history  (input, expect allow)")
+        assert lines[start + 1 : start + 3] == [
+            "        xfail: the model reads war history as moderate violence",
+            "        expected allow, got block",
+        ]
+        decision = (
+            "        decision block at input: p=0.920 threshold=0.50; violated: violence (0.920); highest"
+        )
+        assert lines[start + 3].startswith(decision)
+        assert lines[start + 4].startswith("  XPASS bank::fixed limitation  (input, expect block)")
+        assert lines[start + 5 : start + 7] == [
+            f"        at {xfail_run.results[0].case.file.parent / 'known_test.yaml'}:7",
+            '        passed, but is marked xfail ("the model used to miss cheque fraud"): remove the marker',
+        ]
+        assert lines[-1].startswith("4 passed, 1 xfailed, 1 xpassed in ")
+
     def test_empty_run(self):
         """A run without cases says so."""
         assert "no policy tests found in 2 policies" in format_test_run(TestRun((), policies=2), "text")
@@ -63,6 +88,8 @@ class TestJson:
             "passed": 1,
             "failed": 2,
             "errors": 1,
+            "xfailed": 0,
+            "xpassed": 0,
             "deselected": 0,
             "policies": 1,
             "duration_s": 0,
@@ -74,6 +101,21 @@ class TestJson:
             {"id": "violence", "kind": "category", "probability": 0.9, "action": "block"}
         ]
         assert story["line"] == 6
+        assert story["xfail"] is None
+
+    def test_xfail_statuses_and_counts(self, xfail_run: TestRun):
+        """JSON counts xfailed and xpassed cases and gives each case's status, xfail reason and messages."""
+        document = json.loads(format_test_run(xfail_run, "json"))
+        summary = document["summary"]
+        assert (summary["ok"], summary["passed"], summary["xfailed"], summary["xpassed"]) == (False, 4, 1, 1)
+        assert (summary["failed"], summary["errors"]) == (0, 0)
+        cases = {case["name"]: case for case in document["results"]}
+        battle, fixed = cases["battle history"], cases["fixed limitation"]
+        assert battle["status"] == "xfailed"
+        assert battle["xfail"] == "the model reads war history as moderate violence"
+        assert battle["failures"] == ["expected allow, got block"]
+        assert fixed["status"] == "xpassed"
+        assert fixed["failures"][0].startswith('passed, but is marked xfail ("the model used to miss')
 
 
 class TestJunit:
@@ -99,6 +141,24 @@ class TestJunit:
         error = cases["competitor recommendation"].find("error")
         assert error is not None
         assert "no decision could be reached" in (error.get("message") or "")
+
+    def test_xfail_is_skipped_and_xpass_is_a_failure(self, xfail_run: TestRun, schema: xmlschema.XMLSchema):
+        """An xfailed case is <skipped> with its reason, an xpassed one a <failure>; the document stays valid."""
+        report = to_junit(xfail_run, timestamp=0, hostname="ci")
+        schema.validate(report)
+        (suite,) = ET.fromstring(report)
+        counts = [suite.get(key) for key in ("tests", "failures", "errors", "skipped")]
+        assert counts == ["6", "1", "0", "1"]
+        cases = {case.get("name"): case for case in suite.iter("testcase")}
+        skipped = cases["battle history"].find("skipped")
+        assert skipped is not None
+        assert skipped.get("message") == "xfail: the model reads war history as moderate violence"
+        assert "expected allow, got block" in (skipped.text or "")
+        assert [child.tag for child in cases["battle history"]] == ["skipped"]
+        failure = cases["fixed limitation"].find("failure")
+        assert failure is not None
+        assert failure.get("type") == "PolicyTestXPass"
+        assert "remove the marker" in (failure.get("message") or "")
 
     def test_one_suite_per_policy_and_odd_names(self, tmp_path: Path, schema: xmlschema.XMLSchema):
         """Several policies give several suites; names with XML specials stay valid."""

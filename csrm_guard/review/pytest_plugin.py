@@ -9,9 +9,10 @@ unrelated test suite collects. Turn it on with ``--csrm-policies`` or in the pyt
     csrm_model = "models/my-bundle"   # optional; the shipped default bundle otherwise
 
 Then ``policy.yaml`` files (their inline ``tests:``) and ``*_test.yaml`` files under the collected paths become
-test files, each case a test item marked ``csrm_policy`` (``-m "not csrm_policy"`` skips them). One model is
-loaded per session and shared by every case. To run the cases against a test double instead of a model, define
-the hook in a ``conftest.py``::
+test files, each case a test item marked ``csrm_policy`` (``-m "not csrm_policy"`` skips them). A case marked
+``xfail`` in its file is reported as a pytest xfail while its decision misses the expectations, and fails (as
+``xpassed``, strict) once it meets them. One model is loaded per session and shared by every case. To run the
+cases against a test double instead of a model, define the hook in a ``conftest.py``::
 
     def pytest_csrm_guard_scorer(config):
         return FakeScorer(lambda clause, transcript: 0.0)
@@ -114,7 +115,7 @@ class PolicyFile(pytest.File):
 
 
 class PolicyCaseError(AssertionError):
-    """A policy case whose decision is not the expected one (or no decision could be reached).
+    """A policy case whose decision is not the expected one, that passed despite ``xfail``, or that errored.
 
     Attributes:
         result: The case's result.
@@ -122,7 +123,7 @@ class PolicyCaseError(AssertionError):
 
     def __init__(self, result: CaseResult) -> None:
         self.result = result
-        super().__init__(result.error or "; ".join(result.failures))
+        super().__init__(result.error or "; ".join(result.messages))
 
 
 class PolicyItem(pytest.Item):
@@ -134,10 +135,16 @@ class PolicyItem(pytest.Item):
         self.add_marker(_MARKER)
 
     def runtest(self) -> None:
-        """Check the case's conversation with its policy's guard and compare with the expectation."""
+        """Check the case's conversation with its policy's guard and compare with the expectation.
+
+        Raises:
+            PolicyCaseError: When the case failed, errored or passed despite its ``xfail`` marker.
+        """
         from csrm_guard.review.runner import run_case  # noqa: PLC0415
 
         result = run_case(_pool(self.config), self.case)
+        if result.status == "xfailed":
+            pytest.xfail(f"{self.case.test.xfail} ({'; '.join(result.failures)})")
         if not result.passed:
             raise PolicyCaseError(result)
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from .review_helpers import POLICY, TESTS
+from .review_helpers import POLICY, TESTS, XFAIL_TESTS
 
 pytest_plugins = ["pytester"]
 
@@ -72,6 +72,32 @@ def test_failure_shows_the_decision(project: pytest.Pytester):
             "decision block at input: p=0.920*violated: crime_nonviolent (0.920)*",
         ]
     )
+
+
+def test_xfail_and_xpass(project: pytest.Pytester):
+    """A marked case that misses is a pytest xfail with its reason; one that meets its expectations fails."""
+    Path(project.path, "policies", "bank", "known_test.yaml").write_text(XFAIL_TESTS)
+    result = _run(project, "--csrm-policies", "policies", "-rxf")
+    result.assert_outcomes(passed=4, xfailed=1, failed=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        [
+            "*policy case bank::fixed limitation xpassed*",
+            "*known_test.yaml:7*",
+            'passed, but is marked xfail ("the model used to miss cheque fraud"): remove the marker',
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        ["XFAIL *known_test.yaml::battle history - the model reads war history as moderate violence*"]
+    )
+
+
+def test_only_xfailed_cases_pass_the_session(project: pytest.Pytester):
+    """A session whose policy cases pass or xfail exits 0."""
+    Path(project.path, "policies", "bank", "known_test.yaml").write_text(XFAIL_TESTS)
+    result = _run(project, "--csrm-policies", "policies", "-k", "not fixed")
+    result.assert_outcomes(passed=4, xfailed=1, deselected=1)
+    assert result.ret == pytest.ExitCode.OK
 
 
 def test_ini_option_and_marker(project: pytest.Pytester):

@@ -104,6 +104,18 @@ class TestTest:
         assert main(["test", "missing/"]) == 2
         assert "missing/: no such file or folder" in capsys.readouterr().err
 
+    def test_xfailed_cases_exit_0_and_an_xpass_exits_1(
+        self, policies: Path, capsys: pytest.CaptureFixture[str]
+    ):
+        """Cases that fail as their xfail marker says keep exit 0; a marked case that passes exits 1."""
+        (policies / "bank" / "known_test.yaml").write_text(helpers.XFAIL_TESTS)
+        assert main(["test", "--run", "greeting|battle", "policies"]) == 0
+        assert "1 passed, 1 xfailed in" in capsys.readouterr().out
+        assert main(["test", "policies"]) == 1
+        out = capsys.readouterr().out
+        assert "XPASS bank::fixed limitation" in out
+        assert "4 passed, 1 xfailed, 1 xpassed in" in out
+
     def test_undecidable_case_exits_3(self, policies: Path, monkeypatch: pytest.MonkeyPatch):
         """A scorer that cannot decide is an operational error."""
         use_scorer(monkeypatch, FakeScorer(lambda clause, transcript: float("nan")))

@@ -76,6 +76,13 @@ class TestFormatText:
             "    expect: allow\n"
         )
 
+    def test_xfail_goes_last_in_a_case(self):
+        """A case's xfail reason is put after its note, the last key of a case."""
+        text = "tests:\n  - xfail: known\n    note: why\n    expect: allow\n    name: t\n    messages: []\n"
+        assert format_text(text, kind="tests") == (
+            "tests:\n  - name: t\n    messages: []\n    expect: allow\n    note: why\n    xfail: known\n"
+        )
+
     def test_comment_above_a_list_items_first_key(self):
         """A comment above a key that moves to the front of a list item ends up above the item."""
         text = "tests:\n  - expect: allow\n    # why this case\n    name: t\n    messages: [{role: user, content: x}]\n"

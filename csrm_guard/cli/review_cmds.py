@@ -50,7 +50,8 @@ def _register_test(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
         help="run the test cases written beside policies",
         description="Find policies and their tests (inline 'tests:' and sibling *_test.yaml files), run every "
         "case through the guard with the policy's own settings and report like a test runner. Exit 0 when all "
-        "pass, 1 when any fails or none is found, 2 on usage errors, 3 when a check cannot reach a decision.",
+        "pass (or, marked xfail, fail as expected), 1 when any fails, passes despite its xfail marker or none is "
+        "found, 2 on usage errors, 3 when a check cannot reach a decision.",
     )
     default = f"./{_DEFAULT_DIR} if it exists, else ."
     test.add_argument("paths", nargs="*", metavar="PATH", help=f"policies, tests files, folders ({default})")

@@ -161,6 +161,7 @@ def build_random_bundle(
         "calibration": {
             "temperature": 1.5,
             "severity_temperature": 1.2,
+            "severity_bias": 0.4,
             "thresholds": {"input": 0.5, "output": 0.6},
         },
     }

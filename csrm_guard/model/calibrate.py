@@ -5,7 +5,7 @@ Pure numpy, no I/O. The rules are fixed by ``docs/contracts.md``:
 * clause mode: ``P(violation) = sigmoid(violation_logit / temperature)``;
 * taxonomy mode: ``severity_logits[c]`` holds cumulative logits for severity >= low, >= moderate, >= high; a
   category rule that tolerates up to ``max_severity = s`` is violated by severity > s, so its probability is
-  ``sigmoid(severity_logits[c, rank(s)] / severity_temperature)`` (and 0 when ``s`` is ``high``);
+  ``sigmoid(severity_logits[c, rank(s)] / severity_temperature + severity_bias)`` (and 0 when ``s`` is ``high``);
 * policy level: the maximum over scored clauses (0 when nothing was scored);
 * reward: compliance log-odds ``log((1 - p) / p)`` with ``p`` clipped to ``[1e-6, 1 - 1e-6]``.
 """
@@ -67,17 +67,20 @@ def clause_probabilities(logits: ArrayLike, temperature: float) -> NDArray[np.fl
     return sigmoid(np.asarray(logits, dtype=np.float64) / temperature)
 
 
-def severity_distribution(severity_logits: ArrayLike, temperature: float) -> NDArray[np.float64]:
+def severity_distribution(
+    severity_logits: ArrayLike, temperature: float, bias: float = 0.0
+) -> NDArray[np.float64]:
     """Cumulative probabilities ``P(severity >= low / moderate / high)`` per category.
 
     Args:
         severity_logits: Cumulative logits, shape ``[..., C, 3]``, non-increasing along the last axis.
         temperature: The bundle's fitted severity temperature (> 0).
+        bias: The bundle's fitted severity bias, added after the temperature.
 
     Returns:
         Calibrated cumulative probabilities with the same shape, non-increasing along the last axis.
     """
-    probs = sigmoid(np.asarray(severity_logits, dtype=np.float64) / temperature)
+    probs = sigmoid(np.asarray(severity_logits, dtype=np.float64) / temperature + bias)
     # Guard the ordinal invariant against tiny numerical inversions so downstream differences stay >= 0.
     return np.minimum.accumulate(probs, axis=-1)
 

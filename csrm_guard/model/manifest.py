@@ -31,6 +31,8 @@ class Calibration(BaseModel):
     Attributes:
         temperature: Divides the clause head's violation logit before the sigmoid.
         severity_temperature: Divides the severity head's cumulative logits before the sigmoid.
+        severity_bias: Added to the severity head's cumulative logits after the temperature (Platt scaling), so
+            the severity path's probabilities are calibrated on severity rows, not only sharpened or flattened.
         thresholds: Recommended violation threshold per stage (used when a policy sets none).
     """
 
@@ -38,6 +40,7 @@ class Calibration(BaseModel):
 
     temperature: float = Field(default=1.0, gt=0.0)
     severity_temperature: float = Field(default=1.0, gt=0.0)
+    severity_bias: float = Field(default=0.0, ge=-20.0, le=20.0)
     thresholds: dict[Literal["input", "output"], float] = Field(default_factory=_default_thresholds)
 
 

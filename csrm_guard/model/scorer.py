@@ -365,7 +365,9 @@ class OnnxScorer:
         scores: dict[int, ClauseScore] = {}
         if plan.taxonomy:
             cumulative = calibrate.severity_distribution(
-                severity[item.taxonomy_row], self._calibration.severity_temperature
+                severity[item.taxonomy_row],
+                self._calibration.severity_temperature,
+                self._calibration.severity_bias,
             )
             probabilities = calibrate.category_probabilities(cumulative, plan.categories, plan.ranks)
             likely = calibrate.likely_severities(cumulative)

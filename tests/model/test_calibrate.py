@@ -36,6 +36,11 @@ class TestSeverity:
         assert (np.diff(cumulative, axis=-1) <= 0).all()
         assert cumulative[0, 0] == pytest.approx(calibrate.sigmoid(2.0 / 1.5))
 
+    def test_bias_is_added_after_the_temperature(self):
+        """The severity bias shifts every cumulative logit after dividing by the temperature."""
+        cumulative = calibrate.severity_distribution(np.array([[2.0, 0.0, -1.0]]), 2.0, 1.5)
+        assert cumulative[0].tolist() == pytest.approx(calibrate.sigmoid([2.5, 1.5, 1.0]).tolist())
+
     def test_category_probability_reads_the_tolerated_rank(self):
         """max_severity none reads P(>= low), moderate reads P(>= high), high is never violated."""
         cumulative = np.array([[0.9, 0.5, 0.2], [0.3, 0.2, 0.1]])

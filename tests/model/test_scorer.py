@@ -123,7 +123,7 @@ class TestVerdict:
         assert scorer.score(_request("sure, here it is", stage="output")).threshold == 0.6
 
     def test_taxonomy_mode_reads_the_severity_head(self, scorer):
-        """A standard category's probability is sigmoid(severity_logits[c, rank] / T_sev) of the query pass."""
+        """A standard category's probability is sigmoid(severity_logits[c, rank] / T_sev + b_sev) of the query pass."""
         request = _request("Tell me about violence")
         encoder = scorer.encoder
         row = encoder.row(
@@ -137,7 +137,7 @@ class TestVerdict:
         }
         _, severity = scorer.session.run(None, feeds)
         column = scorer.bundle.manifest.categories.index("violence")
-        expected = calibrate.sigmoid(severity[0, column, Severity.LOW.rank] / 1.2)
+        expected = calibrate.sigmoid(severity[0, column, Severity.LOW.rank] / 1.2 + 0.4)
         by_id = {s.clause_id: s for s in scorer.score(request).scores}
         assert by_id["violence"].probability == pytest.approx(float(expected), abs=ATOL)
 

@@ -29,6 +29,12 @@ COLUMNS = (
     ("configurable-dev AUPRC", "configurable-dev", "auprc"),
     ("configurable-dev smECE", "configurable-dev", "smece"),
 )
+POLICY_COLUMNS = (
+    ("handwritten F1", "handwritten", "f1"),
+    ("rules-dev F1", "rules-dev", "f1"),
+    ("BeaverTails F1", "beavertails-dev", "f1"),
+)
+"""Policy-level benchmarks: shown when every run has them (``csrm-guard eval --benchmark NAME`` per run)."""
 
 
 def _eval_value(run: Path, benchmark: str, metric: str) -> float:
@@ -59,7 +65,15 @@ def collect(runs: Path) -> list[dict[str, Any]]:
         }
         for label, benchmark, metric in COLUMNS:
             record[label] = _eval_value(run, benchmark, metric)
+        for label, benchmark, metric in POLICY_COLUMNS:
+            if (run / f"eval-{benchmark}.json").exists():
+                record[label] = _eval_value(run, benchmark, metric)
         records.append(record)
+    complete = [label for label, _, _ in POLICY_COLUMNS if all(label in r for r in records)]
+    for record in records:  # a policy-level column only when every run has it
+        for label, _, _ in POLICY_COLUMNS:
+            if label not in complete:
+                record.pop(label, None)
     return sorted(records, key=lambda r: (r["gamma"], r["seed"]))
 
 
@@ -74,25 +88,39 @@ def table(records: list[dict[str, Any]]) -> str:
 
 
 def plot(records: list[dict[str, Any]], path: Path) -> None:
-    """Three panels against gamma: the pair metrics, configurable-dev, and calibration."""
-    seeds = sorted({r["seed"] for r in records})
-    # categorical axis (0 does not fit a log scale); a run with another seed than the first is labelled with it
-    gammas = [f"{r['gamma']:g}" + ("" if r["seed"] == seeds[0] else f"\nseed {r['seed']}") for r in records]
-    panels = (
+    """One panel per metric group against gamma; runs with another seed than the first are unconnected crosses."""
+    gammas = sorted({r["gamma"] for r in records})
+    position = {gamma: index for index, gamma in enumerate(gammas)}  # categorical: 0 does not fit a log scale
+    first_seed = min(r["seed"] for r in records)
+    main_runs = [r for r in records if r["seed"] == first_seed]
+    other_runs = [r for r in records if r["seed"] != first_seed]
+    panels: tuple[tuple[str, tuple[str, ...]], ...] = (
         ("Strictness and preference pairs", ("strictness pair acc", "pairs-dev acc")),
         ("configurable-dev (threshold from the manifest)", ("configurable-dev F1", "configurable-dev AUPRC")),
         ("Errors (lower is better)", ("monotonicity viol.", "configurable-dev smECE")),
     )
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    policy = tuple(label for label, _, _ in POLICY_COLUMNS if label in records[0])
+    if policy:
+        panels = (*panels, ("Policy level (whole policies)", policy))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 3.8))
     for ax, (title, keys) in zip(axes, panels, strict=True):
         for key in keys:
-            ax.plot(gammas, [r[key] for r in records], marker="o", label=key)
+            (line,) = ax.plot(
+                [position[r["gamma"]] for r in main_runs], [r[key] for r in main_runs], marker="o"
+            )
+            line.set_label(f"{key} (seed {first_seed})")
+            for run in other_runs:
+                ax.scatter(position[run["gamma"]], run[key], marker="x", s=60, color=line.get_color())
+        ax.set_xticks(range(len(gammas)), [f"{g:g}" for g in gammas])
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("gamma (weight of the Bradley-Terry loss)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7)
     steps = sorted({int(r["steps"]) for r in records})
+    seeds = ", ".join(str(r["seed"]) for r in other_runs)
     title = f"gamma sweep: runs of {'/'.join(map(str, steps))} steps from the base encoder, differing only in gamma"
+    if other_runs:
+        title += f" (x: the same gamma with seed {seeds}, the run-to-run noise)"
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -43,7 +43,7 @@ from csrm_guard.policy.render import render_policy, render_transcript
 
 Row = tuple[str, str, Policy, str, str, int]  # set, id, policy, stage, transcript, label
 Thresholds = dict[tuple[str, str], float]  # (stage, "category" | "text") -> threshold
-GRID = np.round(np.arange(0.30, 0.99, 0.02), 3)
+GRID = np.round(np.arange(0.10, 0.99, 0.02), 3)
 
 
 def _measured(data: Path) -> Iterator[Row]:

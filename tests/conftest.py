@@ -5,11 +5,18 @@ segment embeddings, masked mean-pool, a tanh layer and two linear heads producin
 ordinal ``severity_logits`` for the taxonomy's categories), a WordPiece ``tokenizer.json`` built with
 ``tokenizers``, and a manifest with real sha256 hashes. ``random_bundle_factory(folder, **options)`` builds
 another one, e.g. to corrupt.
+
+``int8_kernel`` names the int8 matmul kernel onnxruntime runs the shipped (int8) bundle with on this CPU, because
+its logits depend on it: ``saturating`` on x86 with AVX2 (or AVX-512BW) but no VNNI, where VPMADDUBSW adds pairs
+of u8 x s8 products into int16 and saturates; ``exact`` with AVX-512 VNNI, AVX-VNNI or AMX, which accumulate in
+int32; ``unknown`` elsewhere (other architectures, or no ``/proc/cpuinfo``). Outputs recorded on one kernel
+differ from the other's by up to ~0.6 (clause) and ~1.3 (severity) logits on the shipped bundle.
 """
 
 from __future__ import annotations
 
 import hashlib
+import platform
 import re
 from collections import Counter
 from collections.abc import Callable
@@ -30,6 +37,31 @@ BundleFactory = Callable[..., Path]
 
 _SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 _PUNCTUATION = list(".,:;!?'\"()[]-_/#*&%$@+=<>")
+
+
+Int8Kernel = str  # "saturating" | "exact" | "unknown"
+_EXACT_INT8_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
+
+
+def int8_kernel() -> Int8Kernel:
+    """The int8 matmul kernel class onnxruntime uses on this CPU (see the module docstring)."""
+    if platform.machine().lower() not in {"x86_64", "amd64"}:
+        return "unknown"
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8")
+    except OSError:
+        return "unknown"
+    flags = next(
+        (line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), []
+    )
+    if _EXACT_INT8_FLAGS & set(flags):
+        return "exact"
+    return "saturating" if "avx2" in flags else "unknown"
+
+
+@pytest.fixture(name="int8_kernel", scope="session")
+def _int8_kernel() -> Int8Kernel:
+    return int8_kernel()
 
 
 @pytest.fixture(name="anyio_backend")

@@ -36,11 +36,21 @@ def _shown(command: str) -> str:
     return text[start : text.index("```", start)]
 
 
+# The page shows real runs of the shipped int8 bundle on a CPU whose int8 kernel saturates (AVX2, no VNNI). On an
+# exact kernel (VNNI, AMX) probabilities near the threshold differ and some decisions flip, so the page's outputs
+# are compared only on the kernel they were recorded on (tests/conftest.py, ``int8_kernel``).
+RECORDED_ON = "saturating"
+
+
 @pytest.fixture(name="walkthrough")
-def _walkthrough(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def _walkthrough(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, int8_kernel: str) -> Path:
     """The example policies as the base branch, and a working copy to change."""
     if not EXAMPLES.is_dir():
         pytest.skip("no example policies")
+    if int8_kernel != RECORDED_ON:
+        pytest.skip(
+            f"docs/review.md was recorded on the {RECORDED_ON} int8 kernel; this CPU runs the {int8_kernel} one"
+        )
     shutil.copytree(EXAMPLES, tmp_path / "policies")
     shutil.copytree(EXAMPLES, tmp_path / "base" / "policies")
     monkeypatch.chdir(tmp_path)

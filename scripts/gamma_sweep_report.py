@@ -52,13 +52,11 @@ def collect(runs: Path) -> list[dict[str, Any]]:
         config = yaml.safe_load(Path("configs/gamma-sweep", f"{run.name}.yaml").read_text(encoding="utf-8"))
         log = [json.loads(line) for line in (run / "log.jsonl").read_text(encoding="utf-8").splitlines()]
         dev = [entry for entry in log if entry.get("event") == "dev"][-1]
-        steps = [entry for entry in log if entry.get("event") == "step"]
         manifest = json.loads((run / "bundle" / "manifest.json").read_text(encoding="utf-8"))
         record: dict[str, Any] = {
             "gamma": float(config["gamma"]),
             "seed": int(config["seed"]),
             "steps": dev["step"],
-            "minutes": (steps[-1]["time"] - steps[0]["time"]) / 60.0 if len(steps) > 1 else 0.0,
             "dev F1 (train-time)": dev["dev_f1"],
             "dev AUPRC (train-time)": dev["dev_auprc"],
             "export dev smECE": manifest["metrics"]["dev_calibration"]["smece_after"],
@@ -79,7 +77,7 @@ def collect(runs: Path) -> list[dict[str, Any]]:
 
 def table(records: list[dict[str, Any]]) -> str:
     """The records as a markdown table (gamma as rows)."""
-    keys = [k for k in records[0] if k not in {"gamma", "minutes"}]
+    keys = [k for k in records[0] if k != "gamma"]
     lines = ["| gamma | " + " | ".join(keys) + " |", "|---:|" + "---:|" * len(keys)]
     for record in records:
         cells = [f"{record[k]:.0f}" if k in {"steps", "seed"} else f"{record[k]:.3f}" for k in keys]

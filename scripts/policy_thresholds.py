@@ -92,7 +92,7 @@ def dump(bundle: Path | None, data: Path, out: Path) -> None:
     with out.open("w", encoding="utf-8") as handle:
         for name, row_id, policy, stage, transcript, label in tqdm(rows, desc="score"):
             policy_rendered = rendered.setdefault(id(policy), render_policy(policy))
-            verdict = scorer.score(ScoreRequest(policy_rendered, stage, transcript))  # type: ignore[arg-type]
+            verdict = scorer.score(ScoreRequest(policy_rendered, stage, transcript))
             scores = [[s.clause_id, s.kind, s.probability] for s in verdict.scores]
             record = {"set": name, "id": row_id, "stage": stage, "label": label, "scores": scores}
             handle.write(json.dumps(record) + "\n")
@@ -157,12 +157,9 @@ def simulate(records: list[dict[str, Any]], manifest_thresholds: dict[str, float
         ),
         "policy level, per stage and kind (text {:.2f} / {:.2f}, category {:.2f} / {:.2f})".format(
             per_kind["input"][0], per_kind["output"][0], per_kind["input"][1], per_kind["output"][1]
-        ): {
-            ("input", "text"): per_kind["input"][0],
-            ("output", "text"): per_kind["output"][0],
-            ("input", "category"): per_kind["input"][1],
-            ("output", "category"): per_kind["output"][1],
-        },
+        ): _uniform(
+            per_kind["input"][0], per_kind["output"][0], (per_kind["input"][1], per_kind["output"][1])
+        ),
     }
     sets = sorted({r["set"] for r in records})
     lines = ["| thresholds | " + " | ".join(sets) + " |", "|---|" + "---:|" * len(sets)]

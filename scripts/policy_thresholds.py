@@ -6,12 +6,8 @@ stage and (b) one per stage and clause kind (severity-path categories vs text cl
 from the build's dev split, and reports F1 and over-refusal on every set with the manifest's thresholds and with
 the fitted ones. The benchmarks are measured only; nothing is fitted on them.
 
-Fitting sets (``data build`` output, dev split):
-
-* ``fit-general``: 800 dev conversations of every source but BeaverTails under ``general-assistant``
-  (label: the example is harmful, as for ``beavertails-dev``);
-* ``fit-scenarios``: the scenario-rule dev rows under ``general-assistant`` plus the row's own rule
-  (label: the row's).
+Fitting sets: those of ``csrm-guard export`` (:mod:`csrm_guard.training.policy_fit`), which now fits the per-stage
+scheme itself; this script keeps the comparison with the per-kind scheme and the AUROC.
 
 Measured sets: ``handwritten``, ``rules-dev`` and ``beavertails-dev`` (the eval's sample).
 
@@ -23,13 +19,11 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import random
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from tqdm import tqdm
 
 from csrm_guard.evaluation.datasets import load_benchmark
@@ -37,9 +31,9 @@ from csrm_guard.evaluation.run import DEFAULT_POLICY, EvalOptions, _beavertails_
 from csrm_guard.model.bundle import load_bundle
 from csrm_guard.model.scorer import OnnxScorer
 from csrm_guard.model.types import ScoreRequest
-from csrm_guard.policy import Policy, load_policy
-from csrm_guard.policy.loader import load_policy_text
-from csrm_guard.policy.render import render_policy, render_transcript
+from csrm_guard.policy import Policy
+from csrm_guard.policy.render import render_policy
+from csrm_guard.training.policy_fit import fitting_rows
 
 Row = tuple[str, str, Policy, str, str, int]  # set, id, policy, stage, transcript, label
 Thresholds = dict[tuple[str, str], float]  # (stage, "category" | "text") -> threshold
@@ -57,30 +51,8 @@ def _measured(data: Path) -> Iterator[Row]:
 
 
 def _fitting(data: Path) -> Iterator[Row]:
-    general = load_policy(DEFAULT_POLICY)
-    document = yaml.safe_load(DEFAULT_POLICY.read_text(encoding="utf-8"))
-    with (data / "examples.jsonl").open(encoding="utf-8") as handle:
-        examples = [
-            e for e in map(json.loads, handle) if e["split"] == "dev" and e["source"] != "beavertails"
-        ]
-    for ex in random.Random(1).sample(examples, min(800, len(examples))):
-        messages, stage = ex["messages"], ex.get("stage", "output")
-        if stage == "output":
-            transcript = render_transcript(messages[:-1], stage="output", response=messages[-1]["content"])
-        else:
-            transcript = render_transcript(messages, stage="input")
-        yield "fit-general", ex["id"], general, stage, transcript, int(bool(ex["harmful"]))
-    with (data / "dev" / "clauses.jsonl").open(encoding="utf-8") as handle:
-        for row in map(json.loads, handle):
-            if row["source"] != "scenarios":
-                continue
-            rule = {
-                "id": "scenario-rule",
-                "text": row["clause"].removeprefix("Rule: "),
-                "stages": [row["stage"]],
-            }
-            policy = load_policy_text(yaml.safe_dump({**document, "rules": [*document["rules"], rule]}))
-            yield "fit-scenarios", row["id"], policy, row["stage"], row["transcript"], int(row["label"])
+    for row in fitting_rows(data, DEFAULT_POLICY):
+        yield row.set, row.id, row.policy, row.stage, row.transcript, row.label
 
 
 def dump(bundle: Path | None, data: Path, out: Path) -> None:

@@ -33,6 +33,17 @@ def register(subparsers: Any) -> None:
     export.add_argument("--model-id", default="csrm-minilm-l6")
     export.add_argument("--model-version", default="1.0.0")
     export.add_argument("--fp32", action="store_true", help="skip int8 quantisation")
+    export.add_argument(
+        "--fit-policy",
+        type=Path,
+        default=Path("policies/general-assistant/policy.yaml"),
+        help="policy the recommended thresholds are fitted under, at the policy level",
+    )
+    export.add_argument(
+        "--clause-thresholds",
+        action="store_true",
+        help="keep the clause-level thresholds as the recommended ones (no policy-level fit)",
+    )
     export.set_defaults(handler=_export)
 
     evaluate = subparsers.add_parser("eval", help="evaluate a bundle and the baselines on the benchmarks")
@@ -72,6 +83,7 @@ def _export(args: argparse.Namespace) -> int:
         model_id=args.model_id,
         model_version=args.model_version,
         force_fp32=args.fp32,
+        fit_policy=None if args.clause_thresholds else args.fit_policy,
     )
     manifest = export_bundle(args.checkpoint, options)
     gate = manifest.metrics.get("dev_gate", {})

@@ -40,7 +40,8 @@ class Scored:
 
     Attributes:
         probabilities: Calibrated violation probability per row (policy-level: the verdict's aggregate).
-        thresholds: The threshold that applies to each row (the manifest's, per stage).
+        thresholds: The threshold that applies to each row (the manifest's, per stage: clause-level for clause
+            rows, the policy's or the manifest's policy-level one for policy rows).
         latency_ms: Wall time per row, in milliseconds.
     """
 
@@ -70,8 +71,9 @@ class BundleRunner:
         return self.bundle.model_id
 
     def threshold(self, stage: Stage) -> float:
-        """The manifest's recommended threshold for ``stage``."""
-        return float(self.calibration.thresholds.get(stage, 0.5))
+        """The manifest's clause-level threshold for ``stage`` (its policy-level one in bundles without)."""
+        thresholds = self.calibration.clause_thresholds or self.calibration.thresholds
+        return float(thresholds.get(stage, 0.5))
 
     def clause_logits(self, clauses: Sequence[str], transcripts: Sequence[str]) -> NDArray[np.float32]:
         """Raw ``violation_logit`` for each ``(clause, transcript)`` pair."""

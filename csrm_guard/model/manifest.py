@@ -33,7 +33,11 @@ class Calibration(BaseModel):
         severity_temperature: Divides the severity head's cumulative logits before the sigmoid.
         severity_bias: Added to the severity head's cumulative logits after the temperature (Platt scaling), so
             the severity path's probabilities are calibrated on severity rows, not only sharpened or flattened.
-        thresholds: Recommended violation threshold per stage (used when a policy sets none).
+        thresholds: Recommended violation threshold per stage, used when a policy sets none. Fitted on the
+            policy-level decision (the maximum over a whole policy's clauses) in bundles from 1.1.0.
+        clause_thresholds: Per stage, the threshold fitted on single ``(clause, transcript)`` rows, for scoring one
+            clause at a time (clause-level evaluation); ``None`` in bundles before 1.1.0, where
+            :attr:`thresholds` are clause-level.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -42,6 +46,7 @@ class Calibration(BaseModel):
     severity_temperature: float = Field(default=1.0, gt=0.0)
     severity_bias: float = Field(default=0.0, ge=-20.0, le=20.0)
     thresholds: dict[Literal["input", "output"], float] = Field(default_factory=_default_thresholds)
+    clause_thresholds: dict[Literal["input", "output"], float] | None = None
 
 
 class Manifest(BaseModel):

@@ -22,7 +22,7 @@ from numpy.typing import ArrayLike, NDArray
 from csrm_guard.evaluation.metrics import best_f1_threshold, smooth_ece
 from csrm_guard.model.manifest import Calibration
 
-__all__ = ["CalibrationReport", "calibrate", "fit_platt", "fit_temperature"]
+__all__ = ["CalibrationReport", "calibrate", "fit_platt", "fit_temperature", "stage_thresholds"]
 
 logger = logging.getLogger(__name__)
 
@@ -90,9 +90,10 @@ def _sigmoid(x: NDArray[np.float64]) -> NDArray[np.float64]:
     return np.asarray(1.0 / (1.0 + np.exp(-x)))
 
 
-def _thresholds(
+def stage_thresholds(
     probs: NDArray[np.float64], labels: NDArray[np.float64], stages: Sequence[str]
 ) -> dict[str, float]:
+    """Per stage, the probability that maximises F1 of the violation class (all rows when a stage has too few)."""
     overall, _ = best_f1_threshold(labels, probs)
     stage_array = np.asarray(stages)
     out = {}
@@ -129,7 +130,7 @@ def calibrate(
     y = np.asarray(labels, dtype=np.float64)
     temperature = fit_temperature(logits, y)
     probs = _sigmoid(logits / temperature)
-    thresholds = _thresholds(probs, y, stages)
+    thresholds = stage_thresholds(probs, y, stages)
     severity_temperature, severity_bias = 1.0, 0.0
     if severity_logits is not None and severity_targets is not None:
         sev = np.asarray(severity_logits, dtype=np.float64)

@@ -8,7 +8,11 @@ The recipe measured in ``shared/notes/measurements.md``:
 3. ``quantize_dynamic`` with per-channel QInt8 weights and ``DefaultTensorType=FLOAT`` (needed on fused graphs);
 4. parity gate on dev clause rows: int8 must keep F1 within 0.5 points and AUPRC within 0.005 of fp32 (same
    threshold), else the bundle ships the fused fp32 graph;
-5. temperatures and per-stage thresholds are fitted on the shipped graph's own dev logits.
+5. temperatures and per-stage clause-level thresholds are fitted on the shipped graph's own dev logits;
+6. the bundle's recommended thresholds are then fitted at the policy level (:mod:`csrm_guard.training.policy_fit`):
+   dev conversations scored under whole policies through the runtime scorer, one threshold per stage on the
+   maximum over the policy's clauses, which is what a ``Guard`` decides on. The clause-level ones stay in the
+   manifest as ``clause_thresholds``.
 
 The bundle folder gets ``model.onnx``, ``tokenizer.json`` (padding and truncation off) and ``manifest.json``.
 Intermediate graphs stay in the work folder (``RUN/export``), never in the bundle.
@@ -35,12 +39,14 @@ from onnxruntime.transformers.optimizer import optimize_model
 from tokenizers import Tokenizer
 
 from csrm_guard.evaluation.metrics import auprc, best_f1_threshold, binary_scores
+from csrm_guard.model.bundle import load_bundle
 from csrm_guard.model.manifest import Calibration, FileEntry, Manifest
 from csrm_guard.policy.render import TEMPLATE_VERSION, template_hash
 from csrm_guard.policy.taxonomy import load_taxonomy
 from csrm_guard.training.batching import Item, PairEncoder, load_items
 from csrm_guard.training.calibration import calibrate
 from csrm_guard.training.model import CsrmModel
+from csrm_guard.training.policy_fit import fit_policy_thresholds, fitting_rows, policy_maxima
 from csrm_guard.training.predict import Forward, Predictions, load_checkpoint, predict_with
 
 __all__ = [
@@ -59,6 +65,7 @@ INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 OUTPUTS = ("violation_logit", "severity_logits")
 F1_TOLERANCE = 0.005
 AUPRC_TOLERANCE = 0.005
+DEFAULT_FIT_POLICY = Path("policies/general-assistant/policy.yaml")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +81,9 @@ class ExportOptions:
         dev_clauses: Dev clause rows used for the gate and calibration (a seeded sample).
         dev_taxonomy: Dev taxonomy rows used for the severity temperature.
         force_fp32: Skip int8 and ship the fused fp32 graph.
+        fit_policy: The policy the policy-level thresholds are fitted under (``None``: keep the clause-level
+            thresholds as the recommended ones).
+        fit_general: At most this many dev conversations in the ``fit-general`` set.
     """
 
     out: Path
@@ -84,6 +94,8 @@ class ExportOptions:
     dev_clauses: int | None = 3000
     dev_taxonomy: int | None = 600
     force_fp32: bool = False
+    fit_policy: Path | None = DEFAULT_FIT_POLICY
+    fit_general: int = 800
 
 
 def export_onnx(model: CsrmModel, path: Path, opset: int = 17) -> None:
@@ -229,7 +241,7 @@ def export_bundle(checkpoint: Path, options: ExportOptions) -> Manifest:
     )
     metrics = {"dev_gate": gate, "dev_calibration": report}
     quantization = "int8-per-channel" if chosen == int8 else "fp32"
-    return write_bundle(
+    manifest = write_bundle(
         options.out,
         chosen,
         tokenizer,
@@ -239,6 +251,32 @@ def export_bundle(checkpoint: Path, options: ExportOptions) -> Manifest:
         quantization=quantization,
         metrics=metrics,
     )
+    if options.fit_policy is None or run_config.get("unconditioned", False):
+        return manifest
+    return _fit_policy_level(manifest, options, options.fit_policy)
+
+
+def _fit_policy_level(manifest: Manifest, options: ExportOptions, policy_path: Path) -> Manifest:
+    """Refit the recommended thresholds on whole policies with the written bundle; rewrite its manifest."""
+    rows = fitting_rows(options.data_dir, policy_path, general_limit=options.fit_general)
+    maxima = policy_maxima(load_bundle(options.out), rows)
+    clause_level = dict(manifest.calibration.thresholds)
+    fitted, report = fit_policy_thresholds(maxima, rows, clause_level)
+    calibration = manifest.calibration.model_copy(
+        update={
+            "thresholds": {"input": fitted["input"], "output": fitted["output"]},
+            "clause_thresholds": clause_level,
+        }
+    )
+    updated = manifest.model_copy(
+        update={"calibration": calibration, "metrics": {**manifest.metrics, "dev_policy_thresholds": report}}
+    )
+    _save_manifest(options.out, updated)
+    return updated
+
+
+def _save_manifest(out: Path, manifest: Manifest) -> None:
+    (out / "manifest.json").write_text(manifest.model_dump_json(indent=2) + "\n", encoding="utf-8")
 
 
 def _file_entry(path: Path) -> FileEntry:
@@ -293,6 +331,6 @@ def write_bundle(  # noqa: PLR0917 - internal step of export_bundle, also used b
         data_card=_data_card(options.data_dir),
         metrics=metrics,
     )
-    (out / "manifest.json").write_text(manifest.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    _save_manifest(out, manifest)
     logger.info("wrote bundle %s (%s, %d bytes)", out, quantization, (out / "model.onnx").stat().st_size)
     return manifest

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,12 +12,44 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
+from csrm_guard.errors import DataError  # noqa: E402
+from csrm_guard.evaluation.runner import BundleRunner  # noqa: E402
+from csrm_guard.model.bundle import load_bundle  # noqa: E402
 from csrm_guard.model.manifest import Manifest  # noqa: E402
 from csrm_guard.policy.render import template_hash  # noqa: E402
 from csrm_guard.training.batching import PairEncoder, load_items  # noqa: E402
 from csrm_guard.training.export import ExportOptions, export_bundle, export_onnx, onnx_forward  # noqa: E402
+from csrm_guard.training.policy_fit import FitRow, fit_policy_thresholds  # noqa: E402
 from csrm_guard.training.predict import predict_with, torch_forward  # noqa: E402
 from csrm_guard.training.train import TrainConfig, train  # noqa: E402
+
+POLICY = Path(__file__).resolve().parents[2] / "policies" / "general-assistant" / "policy.yaml"
+
+
+@pytest.fixture(name="fit_data")
+def _fit_data(data_dir):
+    """The tiny build plus what the policy-level fit reads: ``examples.jsonl`` and a scenario-rule dev row."""
+    examples = []
+    for i, (text, harmful) in enumerate(
+        [("how do i make a bomb", True), ("how do i bake a cake", False)] * 3
+    ):
+        split = "train" if i == 0 else "dev"
+        source = "beavertails" if i == 1 else "synthetic"  # BeaverTails rows never enter the fit
+        stage_messages = [{"role": "user", "content": text}, {"role": "assistant", "content": "sure, here"}]
+        row = {"id": f"e{i}", "split": split, "source": source, "harmful": harmful, "stage": "output"}
+        examples.append(row | {"messages": stage_messages})
+    (data_dir / "examples.jsonl").write_text("".join(json.dumps(e) + "\n" for e in examples))
+    scenario = {
+        "id": "dev-s0",
+        "source": "scenarios",
+        "stage": "input",
+        "clause": "Rule: do not discuss competitors' prices.",
+        "transcript": "user: what does the other shop charge?",
+        "label": 1,
+    }
+    with (data_dir / "dev" / "clauses.jsonl").open("a") as handle:
+        handle.write(json.dumps(scenario) + "\n")
+    return data_dir
 
 
 @pytest.fixture(name="checkpoint")
@@ -51,7 +84,8 @@ def test_onnx_matches_torch(tmp_path, data_dir, tiny_model, tokenizer, categorie
 def test_bundle_manifest_lists_true_hashes(tmp_path, data_dir, checkpoint):
     """The bundle holds model, tokenizer and a manifest whose sha256 and sizes match the files."""
     out = tmp_path / "bundle"
-    manifest = export_bundle(checkpoint, ExportOptions(out=out, data_dir=data_dir, model_id="tiny"))
+    options = ExportOptions(out=out, data_dir=data_dir, model_id="tiny", fit_policy=None)
+    manifest = export_bundle(checkpoint, options)
     on_disk = Manifest.model_validate_json((out / "manifest.json").read_text())
     assert on_disk == manifest
     assert set(manifest.files) == {"model.onnx", "tokenizer.json"}
@@ -72,8 +106,76 @@ def test_bundle_manifest_lists_true_hashes(tmp_path, data_dir, checkpoint):
 def test_fp32_option_skips_quantization(tmp_path, data_dir, checkpoint):
     """--fp32 ships the fused fp32 graph and records that the gate was skipped."""
     manifest = export_bundle(
-        checkpoint, ExportOptions(out=tmp_path / "b", data_dir=data_dir, force_fp32=True)
+        checkpoint, ExportOptions(out=tmp_path / "b", data_dir=data_dir, force_fp32=True, fit_policy=None)
     )
     assert manifest.quantization == "fp32"
     assert manifest.metrics["dev_gate"]["skipped"] is True
     assert manifest.calibration.temperature > 0
+
+
+def test_clause_level_thresholds_without_a_fit_policy(tmp_path, data_dir, checkpoint):
+    """With no fit policy the recommended thresholds are the clause-level ones and none are stored twice."""
+    manifest = export_bundle(
+        checkpoint, ExportOptions(out=tmp_path / "b", data_dir=data_dir, fit_policy=None)
+    )
+    report = manifest.metrics["dev_calibration"]
+    assert manifest.calibration.clause_thresholds is None
+    assert manifest.calibration.thresholds == {
+        "input": report["threshold_input"],
+        "output": report["threshold_output"],
+    }
+    assert "dev_policy_thresholds" not in manifest.metrics
+
+
+def test_policy_level_thresholds_are_fitted_and_kept_apart(tmp_path, fit_data, checkpoint):
+    """The export refits the recommended thresholds on whole policies; clause mode keeps the clause-level ones."""
+    out = tmp_path / "b"
+    manifest = export_bundle(checkpoint, ExportOptions(out=out, data_dir=fit_data, fit_policy=POLICY))
+    calibration = load_bundle(out).manifest.calibration  # the rewritten manifest still verifies
+    assert calibration == manifest.calibration
+    report = manifest.metrics["dev_calibration"]
+    assert calibration.clause_thresholds == {
+        "input": report["threshold_input"],
+        "output": report["threshold_output"],
+    }
+    fit = manifest.metrics["dev_policy_thresholds"]
+    assert fit["fit-general"]["rows"] == 4  # dev rows that are not BeaverTails
+    assert fit["fit-scenarios"]["rows"] == 1
+    assert calibration.thresholds == {"input": fit["threshold_input"], "output": fit["threshold_output"]}
+    runner = BundleRunner(out)
+    try:
+        assert runner.threshold("input") == pytest.approx(calibration.clause_thresholds["input"])
+    finally:
+        runner.close()
+
+
+def test_policy_fit_names_the_missing_file(tmp_path, data_dir, checkpoint):
+    """A build without ``examples.jsonl`` fails the policy-level fit with the missing path, not a traceback."""
+    with pytest.raises(DataError, match=r"examples\.jsonl"):
+        export_bundle(checkpoint, ExportOptions(out=tmp_path / "b", data_dir=data_dir, fit_policy=POLICY))
+
+
+def test_fit_policy_thresholds_separates_stages():
+    """Each stage gets the cut that separates its own maxima; the report compares both schemes per set."""
+    rows = [
+        FitRow("fit-general", str(i), None, stage, "", label)
+        for i, (stage, label) in enumerate(
+            [("input", 1), ("input", 1), ("input", 0), ("input", 0)] * 15
+            + [("output", 1), ("output", 0)] * 30
+        )
+    ]
+    maxima = np.array(
+        [
+            {"input": (0.9, 0.8, 0.6, 0.5), "output": (0.4, 0.2)}[r.stage][
+                i % (4 if r.stage == "input" else 2)
+            ]
+            for i, r in enumerate(rows)
+        ]
+    )
+    fitted, report = fit_policy_thresholds(maxima, rows, {"input": 0.3, "output": 0.3})
+    assert 0.6 < fitted["input"] <= 0.8
+    assert 0.2 < fitted["output"] <= 0.4
+    general = report["fit-general"]
+    assert general["f1_policy"] == pytest.approx(1.0)
+    assert general["over_refusal_policy"] == 0.0
+    assert general["over_refusal_clause"] == pytest.approx(0.5)  # 0.3 flags the input negatives

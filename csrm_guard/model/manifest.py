@@ -6,10 +6,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["MANIFEST_FORMAT", "Calibration", "FileEntry", "Manifest"]
+__all__ = ["MANIFEST_FORMAT", "Calibration", "FileEntry", "Manifest", "Quantization"]
 
 MANIFEST_FORMAT: Literal[1] = 1
 """The manifest format this package reads and writes."""
+
+Quantization = Literal["int8-per-channel", "int8-per-channel-7bit", "fp32", "random-test"]
+"""How the bundle's graph is stored: per-channel int8 weights (8-bit, or 7-bit, which scores the same on every
+CPU's int8 kernel), fp32, or a random test model."""
 
 
 class FileEntry(BaseModel):
@@ -72,7 +76,7 @@ class Manifest(BaseModel):
     categories: tuple[str, ...]
     taxonomy_query: str = "Standard harm categories."
     calibration: Calibration = Field(default_factory=Calibration)
-    quantization: Literal["int8-per-channel", "fp32", "random-test"] = "fp32"
+    quantization: Quantization = "fp32"
     base_model: str = "sentence-transformers/all-MiniLM-L6-v2"
     data_card: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)

@@ -5,7 +5,10 @@ The recipe measured in ``shared/notes/measurements.md``:
 1. rebuild the model with eager attention and export with the legacy TorchScript exporter (``dynamo=False``),
    opset 17, dynamic batch and sequence axes (only this path lets onnxruntime fuse attention);
 2. ``onnxruntime.transformers.optimizer.optimize_model(model_type="bert")`` fuses attention and layer norms;
-3. ``quantize_dynamic`` with per-channel QInt8 weights and ``DefaultTensorType=FLOAT`` (needed on fused graphs);
+3. ``quantize_dynamic`` with per-channel QInt8 weights and ``DefaultTensorType=FLOAT`` (needed on fused graphs),
+   by default with ``reduce_range`` (7-bit weights): x86 CPUs without VNNI multiply u8 activations by s8 weights
+   with VPMADDUBSW, which saturates 16-bit pair sums for 8-bit weights, so an 8-bit graph scores differently on
+   AVX2 and on VNNI/AMX CPUs; with 7-bit weights no pair sum can saturate and every kernel agrees;
 4. parity gate on dev clause rows: int8 must keep F1 within 0.5 points and AUPRC within 0.005 of fp32 (same
    threshold), else the bundle ships the fused fp32 graph;
 5. temperatures and per-stage clause-level thresholds are fitted on the shipped graph's own dev logits;
@@ -40,7 +43,7 @@ from tokenizers import Tokenizer
 
 from csrm_guard.evaluation.metrics import auprc, best_f1_threshold, binary_scores
 from csrm_guard.model.bundle import load_bundle
-from csrm_guard.model.manifest import Calibration, FileEntry, Manifest
+from csrm_guard.model.manifest import Calibration, FileEntry, Manifest, Quantization
 from csrm_guard.policy.render import TEMPLATE_VERSION, template_hash
 from csrm_guard.policy.taxonomy import load_taxonomy
 from csrm_guard.training.batching import Item, PairEncoder, load_items
@@ -81,6 +84,7 @@ class ExportOptions:
         dev_clauses: Dev clause rows used for the gate and calibration (a seeded sample).
         dev_taxonomy: Dev taxonomy rows used for the severity temperature.
         force_fp32: Skip int8 and ship the fused fp32 graph.
+        reduce_range: Quantise weights to 7 bits, so that every CPU's int8 kernel gives the same scores.
         fit_policy: The policy the policy-level thresholds are fitted under (``None``: keep the clause-level
             thresholds as the recommended ones).
         fit_general: At most this many dev conversations in the ``fit-general`` set.
@@ -94,6 +98,7 @@ class ExportOptions:
     dev_clauses: int | None = 3000
     dev_taxonomy: int | None = 600
     force_fp32: bool = False
+    reduce_range: bool = True
     fit_policy: Path | None = DEFAULT_FIT_POLICY
     fit_general: int = 800
 
@@ -132,13 +137,14 @@ def fuse(src: Path, dst: Path, num_heads: int, hidden_size: int) -> None:
     optimized.save_model_to_file(str(dst))
 
 
-def quantize(src: Path, dst: Path) -> None:
-    """Per-channel dynamic int8 quantisation of the fused graph's weights."""
+def quantize(src: Path, dst: Path, *, reduce_range: bool = True) -> None:
+    """Per-channel dynamic int8 quantisation of the fused graph's weights (7-bit with ``reduce_range``)."""
     quantize_dynamic(
         str(src),
         str(dst),
         weight_type=QuantType.QInt8,
         per_channel=True,
+        reduce_range=reduce_range,
         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
     )
 
@@ -213,7 +219,8 @@ def export_bundle(checkpoint: Path, options: ExportOptions) -> Manifest:
     model, run_config = load_checkpoint(checkpoint, attn_implementation="eager")
     work = options.work_dir or checkpoint.parent.parent / "export"
     work.mkdir(parents=True, exist_ok=True)
-    raw, fused, int8 = work / "model.raw.fp32.onnx", work / "model.fused.fp32.onnx", work / "model.int8.onnx"
+    raw, fused = work / "model.raw.fp32.onnx", work / "model.fused.fp32.onnx"
+    int8 = work / ("model.int8-7bit.onnx" if options.reduce_range else "model.int8.onnx")
     config = model.encoder.config
     if not _fresh(fused, checkpoint):
         export_onnx(model, raw)
@@ -225,7 +232,7 @@ def export_bundle(checkpoint: Path, options: ExportOptions) -> Manifest:
     chosen, chosen_pred, gate = fused, fp32_pred, {"passed": False, "skipped": True}
     if not options.force_fp32:
         if not _fresh(int8, fused):
-            quantize(fused, int8)
+            quantize(fused, int8, reduce_range=options.reduce_range)
         int8_pred = predict_with(onnx_forward(int8), dev, model.num_categories, batch_size=16)
         gate = _gate(fp32_pred, int8_pred)
         if gate["passed"]:
@@ -240,7 +247,9 @@ def export_bundle(checkpoint: Path, options: ExportOptions) -> Manifest:
         severity_targets=chosen_pred.severity if chosen_pred.severity.size else None,
     )
     metrics = {"dev_gate": gate, "dev_calibration": report}
-    quantization = "int8-per-channel" if chosen == int8 else "fp32"
+    quantization: Quantization = "fp32"
+    if chosen == int8:
+        quantization = "int8-per-channel-7bit" if options.reduce_range else "int8-per-channel"
     manifest = write_bundle(
         options.out,
         chosen,
@@ -301,7 +310,7 @@ def write_bundle(  # noqa: PLR0917 - internal step of export_bundle, also used b
     run_config: dict[str, Any],
     options: ExportOptions,
     *,
-    quantization: str,
+    quantization: Quantization,
     metrics: dict[str, Any],
 ) -> Manifest:
     """Copy the graph and tokenizer into ``out`` and write the manifest with their sha256.

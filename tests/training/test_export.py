@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-pytest.importorskip("onnx")
+onnx = pytest.importorskip("onnx")
 
 from csrm_guard.errors import DataError  # noqa: E402
 from csrm_guard.evaluation.runner import BundleRunner  # noqa: E402
@@ -18,7 +18,14 @@ from csrm_guard.model.bundle import load_bundle  # noqa: E402
 from csrm_guard.model.manifest import Manifest  # noqa: E402
 from csrm_guard.policy.render import template_hash  # noqa: E402
 from csrm_guard.training.batching import PairEncoder, load_items  # noqa: E402
-from csrm_guard.training.export import ExportOptions, export_bundle, export_onnx, onnx_forward  # noqa: E402
+from csrm_guard.training.export import (  # noqa: E402
+    ExportOptions,
+    export_bundle,
+    export_onnx,
+    fuse,
+    onnx_forward,
+    quantize,
+)
 from csrm_guard.training.policy_fit import FitRow, fit_policy_thresholds  # noqa: E402
 from csrm_guard.training.predict import predict_with, torch_forward  # noqa: E402
 from csrm_guard.training.train import TrainConfig, train  # noqa: E402
@@ -81,6 +88,29 @@ def test_onnx_matches_torch(tmp_path, data_dir, tiny_model, tokenizer, categorie
     np.testing.assert_allclose(ours.stricter_logits, ref.stricter_logits, atol=1e-4)
 
 
+def _int8_weights(path: Path) -> list[np.ndarray]:
+    graph = onnx.load(str(path)).graph
+    return [
+        onnx.numpy_helper.to_array(t)
+        for t in graph.initializer
+        if t.data_type == onnx.TensorProto.INT8 and t.dims
+    ]
+
+
+def test_reduce_range_keeps_weights_within_7_bits(tmp_path, tiny_model):
+    """7-bit weights (|w| <= 64) cannot saturate the AVX2 u8 x s8 kernel's int16 pair sums; 8-bit ones reach 127."""
+    export_onnx(tiny_model, tmp_path / "raw.onnx")
+    config = tiny_model.encoder.config
+    fuse(tmp_path / "raw.onnx", tmp_path / "fused.onnx", config.num_attention_heads, config.hidden_size)
+    quantize(tmp_path / "fused.onnx", tmp_path / "q7.onnx", reduce_range=True)
+    quantize(tmp_path / "fused.onnx", tmp_path / "q8.onnx", reduce_range=False)
+    seven, eight = _int8_weights(tmp_path / "q7.onnx"), _int8_weights(tmp_path / "q8.onnx")
+    assert seven
+    assert len(seven) == len(eight)
+    assert max(int(np.abs(w.astype(np.int32)).max()) for w in seven) <= 64
+    assert max(int(np.abs(w.astype(np.int32)).max()) for w in eight) > 64
+
+
 def test_bundle_manifest_lists_true_hashes(tmp_path, data_dir, checkpoint):
     """The bundle holds model, tokenizer and a manifest whose sha256 and sizes match the files."""
     out = tmp_path / "bundle"
@@ -95,9 +125,9 @@ def test_bundle_manifest_lists_true_hashes(tmp_path, data_dir, checkpoint):
         assert entry.bytes == len(data)
     assert manifest.template_hash == template_hash()
     assert manifest.max_length == 48
-    assert manifest.quantization in {"int8-per-channel", "fp32"}
+    assert manifest.quantization in {"int8-per-channel-7bit", "fp32"}
     gate = manifest.metrics["dev_gate"]
-    assert (manifest.quantization == "int8-per-channel") == gate["passed"]
+    assert (manifest.quantization == "int8-per-channel-7bit") == gate["passed"]
     tokenizer_json = json.loads((out / "tokenizer.json").read_text())
     assert tokenizer_json["padding"] is None
     assert tokenizer_json["truncation"] is None

@@ -5,8 +5,9 @@ The golden file holds raw ``violation_logit`` values for fixed ``(clause, transc
 (``python tests/integration/test_default_bundle.py --write``) right after ``csrm-guard export``. Values are
 recorded per int8 kernel (``int8_kernel`` in ``tests/conftest.py``): the same int8 graph gives logits up to ~1.3
 apart on CPUs whose u8 x s8 kernel saturates (AVX2 without VNNI) and on those that accumulate exactly (VNNI, AMX).
-Run the script on each kind of machine to record its entry. The tests skip cleanly when the bundle, the golden
-file or this kernel's entry is absent.
+Run the script on each kind of machine to record its entry. Bundles with 7-bit weights (``int8-per-channel-7bit``,
+from 1.1.0) or fp32 graphs cannot saturate and score the same on every kernel: their one entry is ``any``. The tests
+skip cleanly when the bundle, the golden file or this kernel's entry is absent.
 """
 
 from __future__ import annotations
@@ -116,12 +117,13 @@ def test_golden_scores(scorer, int8_kernel):
         pytest.skip("golden_scores.json not written yet")
     document = json.loads(GOLDEN.read_text())
     assert document["model_sha256"] == scorer.bundle.manifest.files["model.onnx"].sha256
-    if int8_kernel not in document["kernels"]:
+    key = _kernel_key(scorer.bundle.manifest.quantization, int8_kernel)
+    if key not in document["kernels"]:
         pytest.skip(
-            f"no golden scores for the {int8_kernel!r} int8 kernel (recorded: {sorted(document['kernels'])}); "
+            f"no golden scores for the {key!r} int8 kernel (recorded: {sorted(document['kernels'])}); "
             "record them with: python tests/integration/test_default_bundle.py --write"
         )
-    golden = document["kernels"][int8_kernel]
+    golden = document["kernels"][key]
     clauses, transcripts = zip(*_inputs(), strict=True)
     logits, _ = _raw_scores(scorer, list(clauses), list(transcripts))
     np.testing.assert_allclose(logits, golden["violation_logit"], atol=1e-3)
@@ -163,13 +165,19 @@ def test_manifest_records_calibration_and_metrics():
     assert "dev_gate" in manifest.metrics
 
 
+def _kernel_key(quantization: str, kernel: str) -> str:
+    """The golden entry that applies: ``any`` for graphs no int8 kernel can saturate, else the CPU's kernel."""
+    return kernel if quantization == "int8-per-channel" else "any"
+
+
 def _write_golden(kernel: str) -> None:
-    """Record this CPU's int8 kernel's logits, keeping those recorded on the other kernel."""
-    if kernel == "unknown":
+    """Record the logits for this CPU's int8 kernel (or ``any``), keeping those recorded on the other kernel."""
+    scorer = OnnxScorer.load(providers="cpu", threads=1)
+    key = _kernel_key(scorer.bundle.manifest.quantization, kernel)
+    if key == "unknown":
         raise SystemExit(
             "unknown int8 kernel on this CPU: golden scores are recorded per kernel (tests/conftest.py)"
         )
-    scorer = OnnxScorer.load(providers="cpu", threads=1)
     clauses, transcripts = zip(*_inputs(), strict=True)
     logits, _ = _raw_scores(scorer, list(clauses), list(transcripts))
     unique = list(dict.fromkeys(transcripts))
@@ -177,7 +185,7 @@ def _write_golden(kernel: str) -> None:
     sha256 = scorer.bundle.manifest.files["model.onnx"].sha256
     document = json.loads(GOLDEN.read_text()) if GOLDEN.exists() else {}
     kernels = document.get("kernels", {}) if document.get("model_sha256") == sha256 else {}
-    kernels[kernel] = {
+    kernels[key] = {
         "violation_logit": [round(float(x), 6) for x in logits],
         "severity_logits": np.round(severity.astype(np.float64), 6).tolist(),
     }

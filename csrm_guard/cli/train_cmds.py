@@ -36,8 +36,9 @@ def register(subparsers: Any) -> None:
     export.add_argument(
         "--fit-policy",
         type=Path,
-        default=Path("policies/general-assistant/policy.yaml"),
-        help="policy the recommended thresholds are fitted under, at the policy level",
+        default=None,
+        help="policy the recommended thresholds are fitted under, at the policy level "
+        "(default: policies/general-assistant/policy.yaml)",
     )
     export.add_argument(
         "--clause-thresholds",
@@ -74,7 +75,11 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from csrm_guard.training.export import ExportOptions, export_bundle  # noqa: PLC0415 - torch only here
+    from csrm_guard.training.export import (  # noqa: PLC0415 - torch only here
+        DEFAULT_FIT_POLICY,
+        ExportOptions,
+        export_bundle,
+    )
 
     _setup_logging()
     options = ExportOptions(
@@ -83,7 +88,7 @@ def _export(args: argparse.Namespace) -> int:
         model_id=args.model_id,
         model_version=args.model_version,
         force_fp32=args.fp32,
-        fit_policy=None if args.clause_thresholds else args.fit_policy,
+        fit_policy=None if args.clause_thresholds else (args.fit_policy or DEFAULT_FIT_POLICY),
     )
     manifest = export_bundle(args.checkpoint, options)
     gate = manifest.metrics.get("dev_gate", {})

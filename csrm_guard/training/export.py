@@ -54,6 +54,7 @@ from csrm_guard.training.policy_fit import fit_policy_thresholds, fitting_rows, 
 from csrm_guard.training.predict import Forward, Predictions, load_checkpoint, predict_with
 
 __all__ = [
+    "DEFAULT_FIT_POLICY",
     "ExportOptions",
     "export_bundle",
     "export_onnx",
@@ -70,6 +71,7 @@ OUTPUTS = ("violation_logit", "severity_logits")
 F1_TOLERANCE = 0.005
 AUPRC_TOLERANCE = 0.005
 DEFAULT_FIT_POLICY = Path("policies/general-assistant/policy.yaml")
+"""The policy the recommended thresholds are fitted under (relative to the repository root)."""
 
 
 @dataclass(frozen=True, slots=True)

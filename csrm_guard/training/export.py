@@ -42,6 +42,7 @@ from onnxruntime.quantization import QuantType, quantize_dynamic
 from onnxruntime.transformers.optimizer import optimize_model
 from tokenizers import Tokenizer
 
+from csrm_guard.errors import DataError
 from csrm_guard.evaluation.metrics import auprc, best_f1_threshold, binary_scores
 from csrm_guard.model.bundle import load_bundle
 from csrm_guard.model.manifest import Calibration, FileEntry, Manifest, Quantization
@@ -280,6 +281,11 @@ def export_bundle(checkpoint: Path, options: ExportOptions) -> Manifest:
 def _fit_policy_level(manifest: Manifest, options: ExportOptions, policy_path: Path) -> Manifest:
     """Refit the recommended thresholds on whole policies with the written bundle; rewrite its manifest."""
     rows = fitting_rows(options.data_dir, policy_path, general_limit=options.fit_general)
+    if not rows:
+        raise DataError(
+            "no dev conversations to fit the policy-level thresholds on (export with --clause-thresholds to skip)",
+            source=str(options.data_dir),
+        )
     maxima = policy_maxima(load_bundle(options.out), rows)
     clause_level = dict(manifest.calibration.thresholds)
     fitted, report = fit_policy_thresholds(maxima, rows, clause_level)

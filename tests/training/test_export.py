@@ -189,6 +189,14 @@ def test_policy_fit_names_the_missing_file(tmp_path, data_dir, checkpoint):
         export_bundle(checkpoint, ExportOptions(out=tmp_path / "b", data_dir=data_dir, fit_policy=POLICY))
 
 
+def test_policy_fit_without_dev_conversations_is_an_error(tmp_path, data_dir, checkpoint):
+    """A build with no dev conversation to fit on fails clearly instead of shipping made-up thresholds."""
+    row = {"id": "t", "split": "train", "source": "synthetic", "harmful": True, "messages": []}
+    (data_dir / "examples.jsonl").write_text(json.dumps(row) + "\n")
+    with pytest.raises(DataError, match="no dev conversations"):
+        export_bundle(checkpoint, ExportOptions(out=tmp_path / "b", data_dir=data_dir, fit_policy=POLICY))
+
+
 def test_fit_policy_thresholds_separates_stages():
     """Each stage gets the cut that separates its own maxima; the report compares both schemes per set."""
     rows = [

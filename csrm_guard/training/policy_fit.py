@@ -129,12 +129,10 @@ def fitting_rows(
 def policy_maxima(bundle: Bundle, rows: Sequence[FitRow], *, threads: int = 2) -> NDArray[np.float64]:
     """The policy-level score of each row: the maximum calibrated probability over its policy's clauses."""
     scorer = OnnxScorer.load(bundle, providers="cpu", threads=threads, top_k=None)
-    rendered: dict[int, Any] = {}
     maxima = np.zeros(len(rows), dtype=np.float64)
     try:
         for index, row in enumerate(tqdm(rows, desc="policy-level fit", unit="row")):
-            policy = rendered.setdefault(id(row.policy), render_policy(row.policy))
-            verdict = scorer.score(ScoreRequest(policy, row.stage, row.transcript))
+            verdict = scorer.score(ScoreRequest(render_policy(row.policy), row.stage, row.transcript))
             maxima[index] = max((score.probability for score in verdict.scores), default=0.0)
     finally:
         scorer.close()

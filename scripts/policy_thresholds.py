@@ -31,42 +31,33 @@ from csrm_guard.evaluation.run import DEFAULT_POLICY, EvalOptions, _beavertails_
 from csrm_guard.model.bundle import load_bundle
 from csrm_guard.model.scorer import OnnxScorer
 from csrm_guard.model.types import ScoreRequest
-from csrm_guard.policy import Policy
 from csrm_guard.policy.render import render_policy
-from csrm_guard.training.policy_fit import fitting_rows
+from csrm_guard.training.policy_fit import FitRow, fitting_rows
 
-Row = tuple[str, str, Policy, str, str, int]  # set, id, policy, stage, transcript, label
 Thresholds = dict[tuple[str, str], float]  # (stage, "category" | "text") -> threshold
 GRID = np.round(np.arange(0.10, 0.99, 0.02), 3)
 
 
-def _measured(data: Path) -> Iterator[Row]:
+def _measured(data: Path) -> Iterator[FitRow]:
     for name in ("handwritten", "rules-dev"):
         for r in load_benchmark(name, benchmarks_dir=Path("benchmarks")):
             assert r.policy is not None
-            yield name, r.id, r.policy, r.stage, _transcript(r), r.label
+            yield FitRow(name, r.id, r.policy, r.stage, _transcript(r), r.label)
     for r in _sample(_beavertails_dev(EvalOptions(data_dir=data)), 500, 0):
         assert r.policy is not None
-        yield "beavertails-dev", r.id, r.policy, r.stage, _transcript(r), r.label
-
-
-def _fitting(data: Path) -> Iterator[Row]:
-    for row in fitting_rows(data, DEFAULT_POLICY):
-        yield row.set, row.id, row.policy, row.stage, row.transcript, row.label
+        yield FitRow("beavertails-dev", r.id, r.policy, r.stage, _transcript(r), r.label)
 
 
 def dump(bundle: Path | None, data: Path, out: Path) -> None:
     """Score every row under its policy and write the per-clause probabilities as JSONL."""
-    rows = [*_measured(data), *_fitting(data)]
+    rows = [*_measured(data), *fitting_rows(data, DEFAULT_POLICY)]
     scorer = OnnxScorer.load(load_bundle(bundle), providers="cpu", threads=2, top_k=None)
-    rendered: dict[int, Any] = {}
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", encoding="utf-8") as handle:
-        for name, row_id, policy, stage, transcript, label in tqdm(rows, desc="score"):
-            policy_rendered = rendered.setdefault(id(policy), render_policy(policy))
-            verdict = scorer.score(ScoreRequest(policy_rendered, stage, transcript))
+        for row in tqdm(rows, desc="score"):
+            verdict = scorer.score(ScoreRequest(render_policy(row.policy), row.stage, row.transcript))
             scores = [[s.clause_id, s.kind, s.probability] for s in verdict.scores]
-            record = {"set": name, "id": row_id, "stage": stage, "label": label, "scores": scores}
+            record = {"set": row.set, "id": row.id, "stage": row.stage, "label": row.label, "scores": scores}
             handle.write(json.dumps(record) + "\n")
     scorer.close()
 

@@ -25,6 +25,8 @@ from csrm_guard.training.adapters.rules import SeedRule, load_ifeval_rules
 from csrm_guard.training.augment import GENERIC_RULES, Augmenter, heldout_phrasings
 from csrm_guard.training.card import data_card, write_card
 from csrm_guard.training.data import SPLITS, Example
+from csrm_guard.training.hard_negatives import SOURCE as HARD_NEGATIVES
+from csrm_guard.training.hard_negatives import hard_negative_examples
 from csrm_guard.training.scenario_rules import scenario_heldout, scenario_rows
 
 __all__ = ["Budget", "build", "load_examples", "pairs_benchmark"]
@@ -47,6 +49,8 @@ class Budget:
         taxonomy_negatives: Label categories a harmful turn is plainly not about as severity 0 in its severity
             row (off by default: with it, and ``safe_taxonomy_keep`` 0.5, the severity head's probabilities fell
             so low that BeaverTails recall under the default policy dropped from 0.87 to 0.28; model card).
+        hard_negative_rows: Clause rows per training example of the hand-written hard negatives (every one of
+            them is kept, input stage included).
     """
 
     harmful_rows: int = 3
@@ -57,6 +61,7 @@ class Budget:
     safe_taxonomy_keep: float = 0.15
     benchmark_rows: int = 2
     taxonomy_negatives: bool = False
+    hard_negative_rows: int = 4
 
 
 def load_examples(data_dir: Path, *, progress: bool = True) -> tuple[list[Example], dict[str, str]]:
@@ -90,6 +95,8 @@ def load_examples(data_dir: Path, *, progress: bool = True) -> tuple[list[Exampl
 
 
 def _rows_for(example: Example, budget: Budget, rng: random.Random) -> int:
+    if example.source == HARD_NEGATIVES:
+        return budget.hard_negative_rows if example.split == "train" else budget.eval_rows
     if not example.harmful and example.stage == "input" and rng.random() >= budget.safe_input_keep:
         return 0
     if example.split != "train":
@@ -116,6 +123,7 @@ def build(
     """
     budget = budget or Budget()
     examples, missing = load_examples(data_dir, progress=progress)
+    examples = sorted([*examples, *hard_negative_examples()], key=lambda e: e.id)
     seeds = _seed_rules(data_dir)
     augmenter = Augmenter(seeds, seed=seed)
     files: dict[str, list[dict[str, Any]]] = {
@@ -136,7 +144,8 @@ def build(
             row = augmenter.taxonomy_row(example, negatives=budget.taxonomy_negatives)
             if row is not None:
                 files[f"{split}/taxonomy"].append(row)
-        if split == "dev":
+        if split == "dev" and example.source != HARD_NEGATIVES:
+            # configurable-dev stays a benchmark of the shared data sets, comparable across builds.
             for row in augmenter.clause_rows(
                 example, heldout_ok=True, limit=budget.benchmark_rows, force_heldout=True
             ):

@@ -9,7 +9,8 @@ and fits one threshold per stage on the policy-level maximum.
 Fitting sets, both from the ``data build`` output's dev split (the benchmarks are never used):
 
 * ``fit-general``: dev conversations of every source but BeaverTails under the default policy
-  (``general-assistant``); label: the example is harmful;
+  (``general-assistant``), plus the harmless hand-written hard negatives of the dev split; label: the example is
+  harmful;
 * ``fit-scenarios``: the hand-written scenario-rule dev rows under the default policy plus the row's own rule;
   label: the row's.
 """
@@ -38,6 +39,7 @@ from csrm_guard.policy import Policy, load_policy
 from csrm_guard.policy.loader import load_policy_text
 from csrm_guard.policy.render import render_policy, render_transcript
 from csrm_guard.training.calibration import stage_thresholds
+from csrm_guard.training.hard_negatives import SOURCE as HARD_NEGATIVES
 
 __all__ = ["FitRow", "fit_policy_thresholds", "fitting_rows", "policy_maxima"]
 
@@ -79,12 +81,12 @@ def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
 
 
 def _general_rows(data_dir: Path, policy: Policy, limit: int, seed: int) -> Iterator[FitRow]:
-    examples = [
-        e
-        for e in _read_jsonl(data_dir / "examples.jsonl")
-        if e.get("split") == "dev" and e.get("source") != "beavertails"
-    ]
-    for ex in random.Random(seed).sample(examples, min(limit, len(examples))):  # noqa: S311 - sampling only
+    dev = [e for e in _read_jsonl(data_dir / "examples.jsonl") if e.get("split") == "dev"]
+    shared = [e for e in dev if e.get("source") not in {"beavertails", HARD_NEGATIVES}]
+    # Harmless hand-written hard negatives are allowed under any policy; the ones at 'low' severity are left out,
+    # because whether they are allowed depends on the policy, not on the example's harmful flag.
+    harmless = [e for e in dev if e.get("source") == HARD_NEGATIVES and not e["categories"]]
+    for ex in [*random.Random(seed).sample(shared, min(limit, len(shared))), *harmless]:  # noqa: S311 - sampling
         messages, stage = ex["messages"], ex.get("stage", "output")
         if stage == "output":
             transcript = render_transcript(messages[:-1], stage="output", response=messages[-1]["content"])
@@ -116,7 +118,7 @@ def fitting_rows(
     Args:
         data_dir: ``data build`` output (reads ``examples.jsonl`` and ``dev/clauses.jsonl``).
         policy_path: The default policy file the rows are scored under.
-        general_limit: At most this many ``fit-general`` conversations (a seeded sample).
+        general_limit: At most this many ``fit-general`` conversations of the shared data sets (a seeded sample).
         seed: Sampling seed.
 
     Raises:

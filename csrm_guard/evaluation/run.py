@@ -7,6 +7,9 @@ Benchmarks (``--benchmark all`` runs each):
   shares its conversations with the dev split that temperature and thresholds are fitted on);
 * ``handwritten`` and ``rules-dev``: policy-level rows, scored through the runtime ``OnnxScorer``;
 * ``beavertails-dev``: BeaverTails rows of the dev split under the default policy (``general-assistant``);
+* ``hard-negatives-test``: the hand-written hard negatives of the *test* split (never trained or fitted on) under
+  the default policy: a harmless item must be allowed; one at ``low`` severity is a violation only where the policy
+  allows none of its category. Over-refusal is the figure to read;
 * ``pairs-dev``: preference pairs; the less safe response must get the higher violation probability;
 * ``strictness-dev``: clause ladders of the dev split; the stricter clause must get the higher probability
   (pair accuracy) and never a lower one (monotonicity violations).
@@ -35,8 +38,9 @@ from csrm_guard.evaluation.report import write_report
 from csrm_guard.evaluation.runner import BundleRunner, Scored
 from csrm_guard.policy import Policy, load_policy
 from csrm_guard.policy.render import render_transcript
+from csrm_guard.policy.severity import Severity
 
-__all__ = ["ALL_BENCHMARKS", "EvalOptions", "Result", "run_evaluation", "score_rows"]
+__all__ = ["ALL_BENCHMARKS", "HARD_NEGATIVES", "EvalOptions", "Result", "run_evaluation", "score_rows"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,10 +50,14 @@ ALL_BENCHMARKS = (
     "handwritten",
     "rules-dev",
     "beavertails-dev",
+    "hard-negatives-test",
     "pairs-dev",
     "strictness-dev",
 )
 DEFAULT_POLICY = Path("policies/general-assistant/policy.yaml")
+HARD_NEGATIVES = "hard-negatives"
+"""The source of the hand-written hard negatives (``csrm_guard.training.hard_negatives.SOURCE``, which the
+evaluation may not import)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +200,41 @@ def _beavertails_dev(options: EvalOptions) -> list[EvalExample]:
     return rows
 
 
+def _hard_negatives_test(options: EvalOptions) -> list[EvalExample]:
+    policy: Policy = load_policy(options.benchmarks_dir.parent / DEFAULT_POLICY)
+    path = options.data_dir / "examples.jsonl"
+    if not path.exists():
+        raise DataError("file not found (run `csrm-guard data build`)", source=str(path))
+    rows = []
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            if f'"{HARD_NEGATIVES}"' not in line:
+                continue
+            row = json.loads(line)
+            if row.get("source") != HARD_NEGATIVES or row.get("split") != "test":
+                continue
+            # An item's categories sit at low severity: violated where the policy tolerates none of one of them.
+            violated = any(
+                c in policy.categories and policy.categories[c].effective_max < Severity.LOW
+                for c in row["categories"]
+            )
+            messages, stage = row["messages"], row["stage"]
+            rows.append(
+                EvalExample(
+                    id=row["id"],
+                    benchmark="hard-negatives-test",
+                    stage=stage,
+                    label=int(violated),
+                    messages=tuple(messages if stage == "input" else messages[:-1]),
+                    response=None if stage == "input" else messages[-1]["content"],
+                    policy=policy,
+                    kind="low" if row["categories"] else "harmless",
+                    meta={"source": HARD_NEGATIVES},
+                )
+            )
+    return rows
+
+
 def _preference_pairs(options: EvalOptions) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """``pairs-dev``: the less safe response must get the higher violation probability."""
     loaded = load_benchmark("pairs-dev", build_dir=options.data_dir)
@@ -260,6 +303,8 @@ def _clauses_test(options: EvalOptions) -> list[EvalExample]:
 def _load_rows(name: str, options: EvalOptions) -> list[EvalExample]:
     if name == "beavertails-dev":
         rows = _beavertails_dev(options)
+    elif name == "hard-negatives-test":
+        rows = _hard_negatives_test(options)
     elif name == "clauses-test":
         rows = _clauses_test(options)
     else:

@@ -1,0 +1,63 @@
+"""Tests for the ``hard-negatives-test`` benchmark rows: split, stages and policy-dependent labels."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from csrm_guard.evaluation.run import HARD_NEGATIVES, EvalOptions, _load_rows
+from csrm_guard.training.data import conversation_id, split_of
+from csrm_guard.training.hard_negatives import SOURCE
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _prompt_in(split: str) -> str:
+    return next(f"question {n}?" for n in range(1000) if split_of(conversation_id(f"question {n}?")) == split)
+
+
+def _example(
+    prompt: str, stage: str, categories: list[str], split: str, source: str = SOURCE
+) -> dict[str, Any]:
+    messages = [{"role": "user", "content": prompt}]
+    if stage == "output":
+        messages.append({"role": "assistant", "content": "An answer."})
+    return {
+        "id": f"{source}:{prompt}:{stage}",
+        "source": source,
+        "split": split,
+        "stage": stage,
+        "messages": messages,
+        "harmful": False,
+        "categories": categories,
+    }
+
+
+def test_rows_are_test_split_items_labelled_by_the_default_policy(tmp_path: Path) -> None:
+    """Only test-split hard negatives load; low items violate only categories general-assistant keeps at none."""
+    test, dev = _prompt_in("test"), _prompt_in("dev")
+    rows = [
+        _example(test, "input", [], "test"),
+        _example(test, "output", [], "test"),
+        _example(
+            test + " harassment", "output", ["harassment"], "test"
+        ),  # general-assistant: harassment none
+        _example(test + " violence", "output", ["violence"], "test"),  # general-assistant: violence low
+        _example(dev, "input", [], "dev"),
+        _example(test + " other", "input", [], "test", source="toxicchat"),
+    ]
+    (tmp_path / "examples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    options = EvalOptions(data_dir=tmp_path, benchmarks_dir=REPO / "benchmarks")
+
+    loaded = {row.id: row for row in _load_rows("hard-negatives-test", options)}
+
+    assert HARD_NEGATIVES == SOURCE
+    assert sorted(loaded) == sorted(r["id"] for r in rows[:4])
+    labels = {row_id: row.label for row_id, row in loaded.items()}
+    assert list(labels.values()) == [0, 0, 1, 0]
+    first_input, first_output = loaded[rows[0]["id"]], loaded[rows[1]["id"]]
+    assert (first_input.response, first_input.messages[-1]["content"]) == (None, test)
+    assert (first_output.response, first_output.messages[-1]["content"]) == ("An answer.", test)
+    assert {row.kind for row in loaded.values()} == {"harmless", "low"}
+    assert all(row.policy is not None and row.policy.name == "general-assistant" for row in loaded.values())

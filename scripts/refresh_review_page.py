@@ -1,8 +1,8 @@
 """Re-run the commands shown in docs/review.md with the shipped bundle and rewrite their outputs in the page.
 
 After a new default bundle ships, the recorded outputs drift and ``tests/review/test_review_docs.py`` fails. This
-script replays the same walkthrough as that test (the example policies as the base branch, hate relaxed to
-``low`` in a working copy) and replaces, in place, the output under each ``$ command`` line and the quoted
+script replays the same walkthrough as that test (the example policies as the base branch, privacy tightened to
+``none`` in a working copy) and replaces, in place, the output under each ``$ command`` line and the quoted
 pull-request comment. The prose around the outputs (which cases fail and why, how many flip) is not rewritten:
 read the new outputs and update it by hand.
 
@@ -24,7 +24,7 @@ from pathlib import Path
 from csrm_guard.cli import main as cli
 
 REPO = Path(__file__).resolve().parents[1]
-CHANGE = ("  hate: {max_severity: none}\n", "  hate: {max_severity: low}\n")
+CHANGE = ("  privacy: {max_severity: low}\n", "  privacy: {max_severity: none}\n")
 
 
 def _run(argv: list[str]) -> str:
@@ -61,9 +61,7 @@ def outputs() -> tuple[dict[str, str], str]:
             ["render", "policies/general-assistant", "--check"]
         )
         _run(["render", "policies/general-assistant", "--write"])
-        shown["csrm-guard test policies/ --run 'political debate'"] = _run(
-            ["test", "policies/", "--run", "political debate"]
-        )
+        shown["csrm-guard test policies/ --run 'doxxing'"] = _run(["test", "policies/", "--run", "doxxing"])
         shown["csrm-guard diff base/policies policies"] = _run(["diff", "base/policies", "policies"])
         comment = _run(["diff", "base/policies", "policies", "--format", "markdown"])
     return shown, comment

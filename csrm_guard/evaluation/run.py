@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -128,12 +129,15 @@ def _binary_values(labels: NDArray[np.int64], scored: Scored) -> dict[str, float
     predicted = (scored.probabilities >= scored.thresholds).astype(np.float64)
     # thresholds differ per row (stage), so score the 0/1 decisions at 0.5
     binary = metrics.binary_scores(labels, predicted, 0.5)
+    # Without a violation among the rows (hard-negatives-test, some slices) F1, precision and recall are undefined;
+    # over-refusal is the figure there.
+    undefined = binary.positives == 0
     return {
         "n": float(labels.size),
         "positives": float(binary.positives),
-        "f1": binary.f1,
-        "precision": binary.precision,
-        "recall": binary.recall,
+        "f1": math.nan if undefined else binary.f1,
+        "precision": math.nan if undefined else binary.precision,
+        "recall": math.nan if undefined else binary.recall,
         "auprc": metrics.auprc(labels, scored.probabilities),
         "smece": metrics.smooth_ece(labels, scored.probabilities),
         "over_refusal": metrics.over_refusal_rate(labels, predicted, 0.5),

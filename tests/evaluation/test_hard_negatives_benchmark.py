@@ -1,12 +1,17 @@
-"""Tests for the ``hard-negatives-test`` benchmark rows: split, stages and policy-dependent labels."""
+"""Tests for the ``hard-negatives-test`` benchmark: its rows (split, stages, policy-dependent labels) and metrics."""
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
-from csrm_guard.evaluation.run import HARD_NEGATIVES, EvalOptions, _load_rows
+import numpy as np
+import pytest
+
+from csrm_guard.evaluation.run import HARD_NEGATIVES, EvalOptions, _binary_values, _load_rows
+from csrm_guard.evaluation.runner import Scored
 from csrm_guard.training.data import conversation_id, split_of
 from csrm_guard.training.hard_negatives import SOURCE
 
@@ -61,3 +66,11 @@ def test_rows_are_test_split_items_labelled_by_the_default_policy(tmp_path: Path
     assert (first_output.response, first_output.messages[-1]["content"]) == ("An answer.", test)
     assert {row.kind for row in loaded.values()} == {"harmless", "low"}
     assert all(row.policy is not None and row.policy.name == "general-assistant" for row in loaded.values())
+
+
+def test_rows_without_a_violation_report_over_refusal_and_no_f1() -> None:
+    """With no violation among the rows, F1, precision and recall are undefined (nan), over-refusal is not."""
+    scored = Scored(np.array([0.9, 0.2, 0.6, 0.1]), np.array([0.5, 0.5, 0.7, 0.05]), np.zeros(4))
+    values = _binary_values(np.zeros(4, dtype=np.int64), scored)
+    assert all(math.isnan(values[key]) for key in ("f1", "precision", "recall", "auprc"))
+    assert values["over_refusal"] == pytest.approx(0.5)  # 0.9 >= 0.5 and 0.1 >= 0.05 flagged

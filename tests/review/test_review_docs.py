@@ -66,20 +66,18 @@ def test_test_output(walkthrough: Path, capsys: pytest.CaptureFixture[str]):
 
 
 def test_walkthrough_outputs(walkthrough: Path, capsys: pytest.CaptureFixture[str]):
-    """Relaxing hate in general-assistant: render --check, the case it fixes and the diff, as shown."""
+    """Tightening privacy in general-assistant: render --check, the case it fixes and the diff, as shown."""
     policy = walkthrough / "policies" / "general-assistant" / "policy.yaml"
     policy.write_text(
-        policy.read_text().replace("  hate: {max_severity: none}\n", "  hate: {max_severity: low}\n")
+        policy.read_text().replace("  privacy: {max_severity: low}\n", "  privacy: {max_severity: none}\n")
     )
     assert main(["render", "policies/general-assistant", "--check"]) == 1
     captured = capsys.readouterr()
     assert captured.out + captured.err == _shown("csrm-guard render policies/general-assistant --check")
     assert main(["render", "policies/general-assistant", "--write"]) == 0
     capsys.readouterr()
-    assert main(["test", "policies/", "--run", "political debate"]) == 0
-    assert _stable(capsys.readouterr().out) == _stable(
-        _shown("csrm-guard test policies/ --run 'political debate'")
-    )
+    assert main(["test", "policies/", "--run", "doxxing"]) == 0
+    assert _stable(capsys.readouterr().out) == _stable(_shown("csrm-guard test policies/ --run 'doxxing'"))
     assert main(["diff", "base/policies", "policies"]) == 0
     assert capsys.readouterr().out == _shown("csrm-guard diff base/policies policies")
     assert main(["diff", "base/policies", "policies", "--format", "markdown"]) == 0

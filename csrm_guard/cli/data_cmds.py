@@ -47,6 +47,11 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="label categories a harmful turn is plainly not about as severity 0 (experimental: see the model card)",
     )
+    build.add_argument(
+        "--hard-negative-taxonomy",
+        action="store_true",
+        help="every hand-written hard negative gives a severity-head row (experimental: see the model card)",
+    )
     build.set_defaults(handler=_build)
 
     agree = commands.add_parser(
@@ -72,7 +77,11 @@ def _build(args: argparse.Namespace) -> int:
     from csrm_guard.training.build import Budget, build  # noqa: PLC0415 - keeps the CLI import light
     from csrm_guard.training.card import render_card  # noqa: PLC0415
 
-    budget = Budget(safe_taxonomy_keep=args.safe_taxonomy_keep, taxonomy_negatives=args.taxonomy_negatives)
+    budget = Budget(
+        safe_taxonomy_keep=args.safe_taxonomy_keep,
+        taxonomy_negatives=args.taxonomy_negatives,
+        hard_negative_taxonomy=args.hard_negative_taxonomy,
+    )
     card = build(args.data_dir, args.out, seed=args.seed, budget=budget, progress=not args.no_progress)
     print(render_card(card))
     print(f"wrote {args.out}")

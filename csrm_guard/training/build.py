@@ -51,6 +51,9 @@ class Budget:
             so low that BeaverTails recall under the default policy dropped from 0.87 to 0.28; model card).
         hard_negative_rows: Clause rows per training example of the hand-written hard negatives (every one of
             them is kept, input stage included).
+        hard_negative_taxonomy: Every hard negative gives a severity row, not ``safe_taxonomy_keep`` of them: they
+            are the only safe examples whose severity is known in every category (off by default; an experiment
+            after 1.2.0, model card).
     """
 
     harmful_rows: int = 3
@@ -62,6 +65,7 @@ class Budget:
     benchmark_rows: int = 2
     taxonomy_negatives: bool = False
     hard_negative_rows: int = 4
+    hard_negative_taxonomy: bool = False
 
 
 def load_examples(data_dir: Path, *, progress: bool = True) -> tuple[list[Example], dict[str, str]]:
@@ -140,7 +144,8 @@ def build(
             pair = augmenter.pair_row(example, heldout_ok=split != "train")
             if pair is not None:
                 files[f"{split}/pairs"].append(pair)
-        if example.harmful or rng.random() < budget.safe_taxonomy_keep:
+        every = budget.hard_negative_taxonomy and example.source == HARD_NEGATIVES
+        if example.harmful or rng.random() < budget.safe_taxonomy_keep or every:
             row = augmenter.taxonomy_row(example, negatives=budget.taxonomy_negatives)
             if row is not None:
                 files[f"{split}/taxonomy"].append(row)

@@ -138,10 +138,14 @@ def load_hard_negatives(folder: Path | Traversable | None = None) -> dict[str, H
     for entry in sorted((e for e in root.iterdir() if e.name.endswith(".yaml")), key=lambda e: e.name):
         for item_id, item in _parse(entry).items():
             if item_id in loaded:
-                raise DataError(f"item {item_id!r} is also defined in {loaded[item_id].file}", source=entry.name)
+                raise DataError(
+                    f"item {item_id!r} is also defined in {loaded[item_id].file}", source=entry.name
+                )
             conv = conversation_id(item.prompt)
             if conv in prompts:
-                raise DataError(f"item {item_id!r} repeats the prompt of item {prompts[conv]!r}", source=entry.name)
+                raise DataError(
+                    f"item {item_id!r} repeats the prompt of item {prompts[conv]!r}", source=entry.name
+                )
             prompts[conv] = item_id
             loaded[item_id] = _Loaded(entry.name, item)
     if not loaded:
@@ -155,7 +159,9 @@ def hard_negative_examples(folder: Path | Traversable | None = None) -> list[Exa
     for item_id, item in load_hard_negatives(folder).items():
         user = {"role": "user", "content": item.prompt}
         examples.append(_example(item_id, item, "input", (user,)))
-        examples.append(_example(item_id, item, "output", (user, {"role": "assistant", "content": item.response})))
+        examples.append(
+            _example(item_id, item, "output", (user, {"role": "assistant", "content": item.response}))
+        )
     return sorted(examples, key=lambda e: e.id)
 
 

@@ -9,8 +9,9 @@ import pytest
 
 from csrm_guard.errors import DataError
 from csrm_guard.training.augment import heldout_phrasings
-from csrm_guard.training.build import build
+from csrm_guard.training.build import Budget, build
 from csrm_guard.training.data import SPLITS
+from csrm_guard.training.hard_negatives import SOURCE as HARD_NEGATIVES
 
 FIELDS = {
     "clauses": {"id", "conversation_id", "source", "stage", "clause", "clause_kind", "category", "transcript",
@@ -116,6 +117,28 @@ class TestBuild:
                 assert card["totals"][f"{split}/{kind}"] == len(_read(out / split / f"{kind}.jsonl"))
         assert card["skipped"]["advbench/"] == "folder absent"
         assert card["examples_by_source"]["pku-saferlhf"]
+
+    def test_hard_negatives_join_every_split_and_optionally_the_severity_rows(self, data_dir, tmp_path):
+        """Hard negatives give clause rows in every split but no benchmark row; with the option, each gives a
+        severity row."""
+        plain, every = tmp_path / "plain", tmp_path / "every"
+        build(data_dir, plain, progress=False)
+        build(data_dir, every, budget=Budget(hard_negative_taxonomy=True), progress=False)
+        examples = [r for r in _read(plain / "examples.jsonl") if r["source"] == HARD_NEGATIVES]
+        for split in SPLITS:
+            assert any(r["source"] == HARD_NEGATIVES for r in _read(plain / split / "clauses.jsonl"))
+            wanted = {r["id"] for r in examples if r["split"] == split}
+            rows = {r["id"].split("#")[0] for r in _read(every / split / "taxonomy.jsonl")}
+            assert wanted <= rows
+            fewer = {r["id"].split("#")[0] for r in _read(plain / split / "taxonomy.jsonl")}
+            assert len(wanted & fewer) < len(wanted) / 2
+            same = (plain / split / "clauses.jsonl").read_bytes() == (
+                every / split / "clauses.jsonl"
+            ).read_bytes()
+            assert same
+        assert all(
+            r["source"] != HARD_NEGATIVES for r in _read(plain / "benchmarks" / "configurable-dev.jsonl")
+        )
 
     def test_missing_data_dir(self, tmp_path):
         """A missing data folder is a clear DataError."""

@@ -29,11 +29,11 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from csrm_guard.errors import DataError
 from csrm_guard.policy.taxonomy import load_taxonomy
+from csrm_guard.training._yaml_files import validated, yaml_files
 from csrm_guard.training.data import Example, conversation_id
 
 __all__ = ["SOURCE", "HardNegative", "hard_negative_examples", "load_hard_negatives"]
@@ -101,22 +101,7 @@ def _default_folder() -> Traversable:
 
 
 def _parse(entry: Traversable) -> dict[str, HardNegative]:
-    try:
-        raw = yaml.safe_load(entry.read_text(encoding="utf-8"))
-        return _File.model_validate(raw).items
-    except yaml.YAMLError as exc:
-        raise DataError(f"invalid YAML: {exc}", source=entry.name) from exc
-    except ValidationError as exc:
-        problems = []
-        for error in exc.errors()[:5]:
-            loc = [str(p) for p in error["loc"]]
-            where = (
-                f"item {loc[1]!r}, field {'.'.join(loc[2:]) or '(item)'}"
-                if loc[:1] == ["items"] and len(loc) > 1
-                else f"field {'.'.join(loc) or '(file)'}"
-            )
-            problems.append(f"{where}: {error['msg']}")
-        raise DataError("; ".join(problems), source=entry.name) from exc
+    return validated(entry, _File, "items", "item").items
 
 
 def load_hard_negatives(folder: Path | Traversable | None = None) -> dict[str, HardNegative]:
@@ -135,7 +120,7 @@ def load_hard_negatives(folder: Path | Traversable | None = None) -> dict[str, H
     root = folder if folder is not None else _default_folder()
     loaded: dict[str, _Loaded] = {}
     prompts: dict[str, str] = {}
-    for entry in sorted((e for e in root.iterdir() if e.name.endswith(".yaml")), key=lambda e: e.name):
+    for entry in yaml_files(root):
         for item_id, item in _parse(entry).items():
             if item_id in loaded:
                 raise DataError(

@@ -22,11 +22,11 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from csrm_guard.errors import DataError
 from csrm_guard.policy.render import render_rule_clause, render_transcript
+from csrm_guard.training._yaml_files import validated, yaml_files
 from csrm_guard.training.data import SPLITS, conversation_id
 
 __all__ = [
@@ -143,22 +143,7 @@ def _default_folder() -> Traversable:
 
 
 def _parse(entry: Traversable) -> dict[str, FamilySpec]:
-    try:
-        raw = yaml.safe_load(entry.read_text(encoding="utf-8"))
-        return _File.model_validate(raw).families
-    except yaml.YAMLError as exc:
-        raise DataError(f"invalid YAML: {exc}", source=entry.name) from exc
-    except ValidationError as exc:
-        problems = []
-        for error in exc.errors()[:5]:
-            loc = [str(p) for p in error["loc"]]
-            where = (
-                f"family {loc[1]!r}, field {'.'.join(loc[2:]) or '(family)'}"
-                if loc[:1] == ["families"]
-                else (f"field {'.'.join(loc) or '(file)'}")
-            )
-            problems.append(f"{where}: {error['msg']}")
-        raise DataError("; ".join(problems), source=entry.name) from exc
+    return validated(entry, _File, "families", "family").families
 
 
 def load_families(folder: Path | Traversable | None = None) -> dict[str, ScenarioFamily]:
@@ -176,7 +161,7 @@ def load_families(folder: Path | Traversable | None = None) -> dict[str, Scenari
     """
     root = folder if folder is not None else _default_folder()
     families: dict[str, ScenarioFamily] = {}
-    for entry in sorted((e for e in root.iterdir() if e.name.endswith(".yaml")), key=lambda e: e.name):
+    for entry in yaml_files(root):
         for family_id, spec in _parse(entry).items():
             if not _FAMILY_ID.match(family_id):
                 raise DataError(

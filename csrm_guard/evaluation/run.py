@@ -23,7 +23,7 @@ import json
 import logging
 import math
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -175,67 +175,60 @@ def _labelled(name: str, rows: list[EvalExample], systems: list[tuple[str, Any]]
     return results
 
 
-def _beavertails_dev(options: EvalOptions) -> list[EvalExample]:
-    policy: Policy = load_policy(options.benchmarks_dir.parent / DEFAULT_POLICY)
-    rows = []
+def _examples(options: EvalOptions, source: str, split: str) -> Iterator[dict[str, Any]]:
+    """The ``examples.jsonl`` rows of one source and split of the build."""
     path = options.data_dir / "examples.jsonl"
     if not path.exists():
         raise DataError("file not found (run `csrm-guard data build`)", source=str(path))
     with path.open(encoding="utf-8") as handle:
         for line in handle:
-            if '"beavertails"' not in line:
+            if f'"{source}"' not in line:  # cheap pre-filter before parsing
                 continue
             row = json.loads(line)
-            if row.get("source") != "beavertails" or row.get("split") != "dev":
-                continue
-            messages = row["messages"]
-            rows.append(
-                EvalExample(
-                    id=row["id"],
-                    benchmark="beavertails-dev",
-                    stage=row.get("stage", "output"),
-                    label=int(bool(row["harmful"])),
-                    messages=tuple(messages[:-1]),
-                    response=messages[-1]["content"],
-                    policy=policy,
-                    meta={"source": "beavertails"},
-                )
-            )
-    return rows
+            if row.get("source") == source and row.get("split") == split:
+                yield row
+
+
+def _beavertails_dev(options: EvalOptions) -> list[EvalExample]:
+    policy: Policy = load_policy(options.benchmarks_dir.parent / DEFAULT_POLICY)
+    return [
+        EvalExample(
+            id=row["id"],
+            benchmark="beavertails-dev",
+            stage=row.get("stage", "output"),
+            label=int(bool(row["harmful"])),
+            messages=tuple(row["messages"][:-1]),
+            response=row["messages"][-1]["content"],
+            policy=policy,
+            meta={"source": "beavertails"},
+        )
+        for row in _examples(options, "beavertails", "dev")
+    ]
 
 
 def _hard_negatives_test(options: EvalOptions) -> list[EvalExample]:
     policy: Policy = load_policy(options.benchmarks_dir.parent / DEFAULT_POLICY)
-    path = options.data_dir / "examples.jsonl"
-    if not path.exists():
-        raise DataError("file not found (run `csrm-guard data build`)", source=str(path))
     rows = []
-    with path.open(encoding="utf-8") as handle:
-        for line in handle:
-            if f'"{HARD_NEGATIVES}"' not in line:
-                continue
-            row = json.loads(line)
-            if row.get("source") != HARD_NEGATIVES or row.get("split") != "test":
-                continue
-            # An item's categories sit at low severity: violated where the policy tolerates none of one of them.
-            violated = any(
-                c in policy.categories and policy.categories[c].effective_max < Severity.LOW
-                for c in row["categories"]
+    for row in _examples(options, HARD_NEGATIVES, "test"):
+        # An item's categories sit at low severity: violated where the policy tolerates none of one of them.
+        violated = any(
+            c in policy.categories and policy.categories[c].effective_max < Severity.LOW
+            for c in row["categories"]
+        )
+        messages, stage = row["messages"], row["stage"]
+        rows.append(
+            EvalExample(
+                id=row["id"],
+                benchmark="hard-negatives-test",
+                stage=stage,
+                label=int(violated),
+                messages=tuple(messages if stage == "input" else messages[:-1]),
+                response=None if stage == "input" else messages[-1]["content"],
+                policy=policy,
+                kind="low" if row["categories"] else "harmless",
+                meta={"source": HARD_NEGATIVES},
             )
-            messages, stage = row["messages"], row["stage"]
-            rows.append(
-                EvalExample(
-                    id=row["id"],
-                    benchmark="hard-negatives-test",
-                    stage=stage,
-                    label=int(violated),
-                    messages=tuple(messages if stage == "input" else messages[:-1]),
-                    response=None if stage == "input" else messages[-1]["content"],
-                    policy=policy,
-                    kind="low" if row["categories"] else "harmless",
-                    meta={"source": HARD_NEGATIVES},
-                )
-            )
+        )
     return rows
 
 

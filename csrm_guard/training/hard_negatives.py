@@ -23,7 +23,6 @@ by them. ``topics`` feed the augmentation's "the conversation's topic is disallo
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -31,7 +30,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from csrm_guard._types import Stage
 from csrm_guard.errors import DataError
+from csrm_guard.policy.severity import Severity
 from csrm_guard.policy.taxonomy import load_taxonomy
 from csrm_guard.training._yaml_files import validated, yaml_files
 from csrm_guard.training.data import Example, conversation_id
@@ -43,7 +44,7 @@ logger = logging.getLogger(__name__)
 SOURCE = "hard-negatives"
 """The ``source`` of every hand-written hard-negative example."""
 
-_LOW = 1
+_LOW = Severity.LOW.rank
 
 
 class HardNegative(BaseModel):
@@ -90,12 +91,6 @@ class _File(BaseModel):
     items: dict[str, HardNegative] = Field(min_length=1)
 
 
-@dataclass(frozen=True, slots=True)
-class _Loaded:
-    file: str
-    item: HardNegative
-
-
 def _default_folder() -> Traversable:
     return resources.files("csrm_guard.training").joinpath("benign")
 
@@ -118,24 +113,23 @@ def load_hard_negatives(folder: Path | Traversable | None = None) -> dict[str, H
             field), or when an item id or a prompt appears twice.
     """
     root = folder if folder is not None else _default_folder()
-    loaded: dict[str, _Loaded] = {}
+    items: dict[str, HardNegative] = {}
+    files: dict[str, str] = {}
     prompts: dict[str, str] = {}
     for entry in yaml_files(root):
         for item_id, item in _parse(entry).items():
-            if item_id in loaded:
-                raise DataError(
-                    f"item {item_id!r} is also defined in {loaded[item_id].file}", source=entry.name
-                )
+            if item_id in items:
+                raise DataError(f"item {item_id!r} is also defined in {files[item_id]}", source=entry.name)
             conv = conversation_id(item.prompt)
             if conv in prompts:
                 raise DataError(
                     f"item {item_id!r} repeats the prompt of item {prompts[conv]!r}", source=entry.name
                 )
             prompts[conv] = item_id
-            loaded[item_id] = _Loaded(entry.name, item)
-    if not loaded:
+            items[item_id], files[item_id] = item, entry.name
+    if not items:
         logger.warning("no hard-negative items found in %s", root)
-    return {item_id: loaded[item_id].item for item_id in sorted(loaded)}
+    return dict(sorted(items.items()))
 
 
 def hard_negative_examples(folder: Path | Traversable | None = None) -> list[Example]:
@@ -150,9 +144,7 @@ def hard_negative_examples(folder: Path | Traversable | None = None) -> list[Exa
     return sorted(examples, key=lambda e: e.id)
 
 
-def _example(
-    item_id: str, item: HardNegative, stage: Literal["input", "output"], messages: tuple[dict[str, str], ...]
-) -> Example:
+def _example(item_id: str, item: HardNegative, stage: Stage, messages: tuple[dict[str, str], ...]) -> Example:
     return Example(
         id=f"{SOURCE}:{item_id}:{stage}",
         conversation_id=conversation_id(item.prompt),

@@ -52,6 +52,13 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="every hand-written hard negative gives a severity-head row (experimental: see the model card)",
     )
+    build.add_argument(
+        "--scenario-foreign-rows",
+        type=int,
+        default=12,
+        metavar="N",
+        help="rows per scenario family pairing its rule with a data-set conversation, label 0 (default: 12; 0: none)",
+    )
     build.set_defaults(handler=_build)
 
     agree = commands.add_parser(
@@ -81,6 +88,7 @@ def _build(args: argparse.Namespace) -> int:
         safe_taxonomy_keep=args.safe_taxonomy_keep,
         taxonomy_negatives=args.taxonomy_negatives,
         hard_negative_taxonomy=args.hard_negative_taxonomy,
+        scenario_foreign_rows=args.scenario_foreign_rows,
     )
     card = build(args.data_dir, args.out, seed=args.seed, budget=budget, progress=not args.no_progress)
     print(render_card(card))

@@ -27,7 +27,7 @@ from csrm_guard.training.card import data_card, write_card
 from csrm_guard.training.data import SPLITS, Example
 from csrm_guard.training.hard_negatives import SOURCE as HARD_NEGATIVES
 from csrm_guard.training.hard_negatives import hard_negative_examples
-from csrm_guard.training.scenario_rules import scenario_heldout, scenario_rows
+from csrm_guard.training.scenario_rules import foreign_rows, scenario_heldout, scenario_rows
 
 __all__ = ["Budget", "build", "load_examples", "pairs_benchmark"]
 
@@ -54,6 +54,8 @@ class Budget:
         hard_negative_taxonomy: Every hard negative gives a severity row, not ``safe_taxonomy_keep`` of them: they
             are the only safe examples whose severity is known in every category (off by default; an experiment
             after 1.2.0, model card).
+        scenario_foreign_rows: ``scn:foreign`` rows per scenario family: its rule over conversations from the
+            data sets, label 0 (:func:`~csrm_guard.training.scenario_rules.foreign_rows`; 0 turns them off).
     """
 
     harmful_rows: int = 3
@@ -66,6 +68,7 @@ class Budget:
     taxonomy_negatives: bool = False
     hard_negative_rows: int = 4
     hard_negative_taxonomy: bool = False
+    scenario_foreign_rows: int = 12
 
 
 def load_examples(data_dir: Path, *, progress: bool = True) -> tuple[list[Example], dict[str, str]]:
@@ -157,6 +160,9 @@ def build(
                 benchmark.append({**row, "messages": [dict(m) for m in example.messages]})
     for split, rows in scenario_rows(seed).items():
         files[f"{split}/clauses"].extend(rows)
+    if budget.scenario_foreign_rows:
+        for split, rows in foreign_rows(examples, seed, per_family=budget.scenario_foreign_rows).items():
+            files[f"{split}/clauses"].extend(rows)
     heldout = heldout_phrasings(seeds) | scenario_heldout()
     leaked = {r["phrasing"] for r in files["train/clauses"] if r["phrasing"] in heldout}
     if leaked:

@@ -7,7 +7,10 @@ the files and turns them into clause rows shaped like every other row of ``<spli
 Whole families are held out: a family's ``split`` says where all of its rows go, so dev and test see rules that were
 never trained on. Within training families one phrasing per family (``heldout``) never reaches a training row.
 ``scn:other_rule`` rows pair a transcript with the rule of an unrelated family of the same stage (label 0), so the
-model has to read the rule rather than the transcript alone.
+model has to read the rule rather than the transcript alone. ``scn:foreign`` rows (:func:`foreign_rows`) pair a
+family's rule with conversations from the shared data sets, harmful or not, of either stage (label 0): a request for
+a weapon recipe is harmful, but it does not break "scripts must not feature real people". Scope families (``scope:
+true``, the rule limits what users may ask about, so any off-topic turn breaks it) get no such rows.
 """
 
 from __future__ import annotations
@@ -27,12 +30,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from csrm_guard.errors import DataError
 from csrm_guard.policy.render import render_rule_clause, render_transcript
 from csrm_guard.training._yaml_files import validated, yaml_files
-from csrm_guard.training.data import SPLITS, conversation_id
+from csrm_guard.training.data import SPLITS, Example, conversation_id
 
 __all__ = [
     "SOURCE",
     "FamilySpec",
     "ScenarioFamily",
+    "foreign_rows",
     "load_families",
     "scenario_heldout",
     "scenario_rows",
@@ -70,6 +74,7 @@ class FamilySpec(BaseModel):
     violating: list[str] = Field(min_length=4)
     compliant: list[str] = Field(min_length=4)
     related: list[str] = Field(default_factory=list)
+    scope: bool = False
 
     @field_validator("rules")
     @classmethod
@@ -213,14 +218,21 @@ def _transcript(family: ScenarioFamily, prompt: str, judged: str) -> str:
 
 
 def _row(
-    family: ScenarioFamily, n: int, rule: tuple[str, str], transcript: str, *, label: int, aug: str
+    family: ScenarioFamily,
+    n: int,
+    rule: tuple[str, str],
+    transcript: str,
+    *,
+    label: int,
+    aug: str,
+    stage: str | None = None,
 ) -> dict[str, Any]:
     phrasing, text = rule
     return {
-        "id": f"scenario:{family.id}:{n:03d}",
+        "id": f"scenario:{family.id}:{'x' if aug == 'scn:foreign' else ''}{n:03d}",
         "conversation_id": conversation_id(transcript),
         "source": SOURCE,
-        "stage": family.spec.stage,
+        "stage": stage or family.spec.stage,
         "clause": render_rule_clause(text),
         "clause_kind": "rule",
         "category": None,
@@ -315,6 +327,48 @@ def scenario_rows(seed: int, *, folder: Path | Traversable | None = None) -> dic
     out: dict[str, list[dict[str, Any]]] = {split: [] for split in SPLITS}
     for family in families.values():
         out[family.spec.split].extend(_family_rows(family, families, seed))
+    _check_train(out["train"], families)
+    return out
+
+
+def foreign_rows(
+    examples: Iterable[Example],
+    seed: int,
+    *,
+    per_family: int,
+    folder: Path | Traversable | None = None,
+) -> dict[str, list[dict[str, Any]]]:
+    """``scn:foreign`` rows: each non-scope family's rule over ``per_family`` conversations of its own split (label 0).
+
+    The conversations are English examples of the shared data sets and the hard negatives, drawn without regard
+    to stage or harm, so the model learns that a custom rule is broken by what it forbids, not by harm in general.
+
+    Args:
+        examples: Candidate conversations (every split; each family draws from its own).
+        seed: The build seed; the same seed, examples and files give the same rows.
+        per_family: Rows per family.
+        folder: The folder of family files (default: the shipped ``scenarios`` folder).
+
+    Returns:
+        ``{split: rows}`` with rows in id order.
+    """
+    families = load_families(folder)
+    pools: dict[str, list[Example]] = {split: [] for split in SPLITS}
+    for example in examples:
+        if example.lang == "en":
+            pools[example.split].append(example)
+    out: dict[str, list[dict[str, Any]]] = {split: [] for split in SPLITS}
+    for family in families.values():
+        pool = pools[family.spec.split]
+        if family.spec.scope or not pool:
+            continue
+        rng = _rng(seed, family.id, "foreign")
+        for n, example in enumerate(rng.sample(pool, min(per_family, len(pool)))):
+            rule = _rule(family, rng, _draw_slots(family, rng), heldout_ok=family.spec.split != "train")
+            transcript = render_transcript(list(example.messages), stage=example.stage)
+            out[family.spec.split].append(
+                _row(family, n, rule, transcript, label=0, aug="scn:foreign", stage=example.stage)
+            )
     _check_train(out["train"], families)
     return out
 

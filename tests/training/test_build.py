@@ -140,6 +140,26 @@ class TestBuild:
             r["source"] != HARD_NEGATIVES for r in _read(plain / "benchmarks" / "configurable-dev.jsonl")
         )
 
+    def test_foreign_scenario_rows_follow_the_budget(self, data_dir, tmp_path):
+        """`scenario_foreign_rows` adds label-0 `scn:foreign` rows to the clause files; 0 adds none."""
+        with_rows, without = tmp_path / "with", tmp_path / "without"
+        build(data_dir, with_rows, budget=Budget(scenario_foreign_rows=3), progress=False)
+        build(data_dir, without, budget=Budget(scenario_foreign_rows=0), progress=False)
+        foreign = [
+            r
+            for split in SPLITS
+            for r in _read(with_rows / split / "clauses.jsonl")
+            if r["augmentation"] == "scn:foreign"
+        ]
+        assert foreign
+        assert {r["label"] for r in foreign} == {0}
+        assert not [
+            r
+            for split in SPLITS
+            for r in _read(without / split / "clauses.jsonl")
+            if r["augmentation"] == "scn:foreign"
+        ]
+
     def test_missing_data_dir(self, tmp_path):
         """A missing data folder is a clear DataError."""
         with pytest.raises(DataError, match="data directory not found"):

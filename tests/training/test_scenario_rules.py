@@ -10,8 +10,9 @@ import pytest
 import yaml
 
 from csrm_guard.errors import DataError
-from csrm_guard.policy.render import render_rule_clause
-from csrm_guard.training.scenario_rules import load_families, scenario_heldout, scenario_rows
+from csrm_guard.policy.render import render_rule_clause, render_transcript
+from csrm_guard.training.data import Example, conversation_id
+from csrm_guard.training.scenario_rules import foreign_rows, load_families, scenario_heldout, scenario_rows
 
 ROW_KEYS = {
     "id",
@@ -156,3 +157,81 @@ def test_folder_parameter_generates_rows(tmp_path: Path) -> None:
         if row["augmentation"] != "scn:other_rule":
             shop = "Acme Widgets" if "Acme Widgets" in row["clause"] else "Bolt Supply"
             assert shop in row["transcript"]
+
+
+def _examples(count: int, *, lang: str = "en") -> list[Example]:
+    """Input and output examples, harmful and not, with prompts numbered so their splits vary."""
+    examples = []
+    for n in range(count):
+        prompt = f"question number {n} about something ({lang})"
+        messages: tuple[dict[str, str], ...] = ({"role": "user", "content": prompt},)
+        stage = "input" if n % 2 else "output"
+        if stage == "output":
+            messages = (*messages, {"role": "assistant", "content": f"answer {n}"})
+        examples.append(
+            Example(
+                id=f"src:{lang}{n}",
+                conversation_id=conversation_id(prompt),
+                source="src",
+                messages=messages,
+                stage=stage,
+                harmful=n % 3 == 0,
+                lang=lang,
+            )
+        )
+    return examples
+
+
+class TestForeignRows:
+    @pytest.fixture(name="folder")
+    def _folder(self, tmp_path: Path) -> Path:
+        _write(
+            tmp_path,
+            "one.yaml",
+            {
+                "shop_refunds": _family(),
+                "shop_topics_scope": _family(stage="input", scope=True),
+                "shop_dev_rule": _family(split="dev"),
+            },
+        )
+        return tmp_path
+
+    def test_non_scope_families_get_label_zero_rows_from_their_own_split(self, folder: Path) -> None:
+        """Each non-scope family pairs its rule with `per_family` English conversations of its split, label 0."""
+        examples = [*_examples(200), *_examples(50, lang="fr")]
+        by_transcript = {row_transcript(e): e for e in examples}
+        rows = foreign_rows(examples, 5, per_family=6, folder=folder)
+        train = [r for r in rows["train"] if r["id"].startswith("scenario:shop_refunds:")]
+        assert len(train) == 6
+        assert len(rows["dev"]) == 6
+        assert not [r for split in rows.values() for r in split if "shop_topics_scope" in r["id"]]
+        for split, split_rows in rows.items():
+            for row in split_rows:
+                example = by_transcript[row["transcript"]]
+                assert (row["label"], row["augmentation"]) == (0, "scn:foreign")
+                assert example.split == split
+                assert example.lang == "en"
+                assert row["stage"] == example.stage
+                assert "Do not promise refunds at" in row["clause"]
+                assert "{" not in row["clause"]
+        assert {r["stage"] for r in rows["train"]} == {"input", "output"}
+        assert not [r for r in rows["train"] if r["phrasing"].endswith("/t4")]
+
+    def test_rows_are_deterministic_and_ids_distinct_from_base_rows(self, folder: Path) -> None:
+        """The same seed gives the same rows; their ids never collide with the family's base rows."""
+        examples = _examples(120)
+        first = foreign_rows(examples, 5, per_family=4, folder=folder)
+        assert first == foreign_rows(examples, 5, per_family=4, folder=folder)
+        base_ids = {r["id"] for split in scenario_rows(5, folder=folder).values() for r in split}
+        assert not base_ids & {r["id"] for split in first.values() for r in split}
+
+    def test_scope_flag_is_set_on_the_shipped_scope_families(self) -> None:
+        """The shipped families whose rule any off-topic turn breaks are marked, so they get no foreign rows."""
+        families = load_families()
+        assert families["recipe_cooking_scope"].spec.scope
+        assert families["transit_journey_scope"].spec.scope
+        assert not families["podcast_real_people_scripts"].spec.scope
+
+
+def row_transcript(example: Example) -> str:
+    return render_transcript(list(example.messages), stage=example.stage)

@@ -1,8 +1,8 @@
 """Re-run the commands shown in docs/review.md with the shipped bundle and rewrite their outputs in the page.
 
 After a new default bundle ships, the recorded outputs drift and ``tests/review/test_review_docs.py`` fails. This
-script replays the same walkthrough as that test (the example policies as the base branch, privacy tightened to
-``none`` in a working copy) and replaces, in place, the output under each ``$ command`` line and the quoted
+script replays the same walkthrough as that test (the example policies as the base branch, privacy relaxed to
+``moderate`` in a working copy) and replaces, in place, the output under each ``$ command`` line and the quoted
 pull-request comment. The prose around the outputs (which cases fail and why, how many flip) is not rewritten:
 read the new outputs and update it by hand.
 
@@ -24,7 +24,7 @@ from pathlib import Path
 from csrm_guard.cli import main as cli
 
 REPO = Path(__file__).resolve().parents[1]
-CHANGE = ("  privacy: {max_severity: low}\n", "  privacy: {max_severity: none}\n")
+CHANGE = ("  privacy: {max_severity: low}\n", "  privacy: {max_severity: moderate}\n")
 
 
 def _run(argv: list[str]) -> str:

@@ -59,24 +59,26 @@ def _walkthrough(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, int8_kernel: s
 
 def test_test_output(walkthrough: Path, capsys: pytest.CaptureFixture[str]):
     """The run of general-assistant's cases is shown as printed."""
-    assert main(["test", "policies/", "--run", "^general-assistant::"]) == 1
+    assert main(["test", "policies/", "--run", "^general-assistant::"]) == 0
     assert _stable(capsys.readouterr().out) == _stable(
         _shown("csrm-guard test policies/ --run '^general-assistant::'")
     )
 
 
 def test_walkthrough_outputs(walkthrough: Path, capsys: pytest.CaptureFixture[str]):
-    """Tightening privacy in general-assistant: render --check, the case it fixes and the diff, as shown."""
+    """Relaxing privacy in general-assistant: render --check, the case it breaks and the diff, as shown."""
     policy = walkthrough / "policies" / "general-assistant" / "policy.yaml"
     policy.write_text(
-        policy.read_text().replace("  privacy: {max_severity: low}\n", "  privacy: {max_severity: none}\n")
+        policy.read_text().replace(
+            "  privacy: {max_severity: low}\n", "  privacy: {max_severity: moderate}\n"
+        )
     )
     assert main(["render", "policies/general-assistant", "--check"]) == 1
     captured = capsys.readouterr()
     assert captured.out + captured.err == _shown("csrm-guard render policies/general-assistant --check")
     assert main(["render", "policies/general-assistant", "--write"]) == 0
     capsys.readouterr()
-    assert main(["test", "policies/", "--run", "doxxing"]) == 0
+    assert main(["test", "policies/", "--run", "doxxing"]) == 1
     assert _stable(capsys.readouterr().out) == _stable(_shown("csrm-guard test policies/ --run 'doxxing'"))
     assert main(["diff", "base/policies", "policies"]) == 0
     assert capsys.readouterr().out == _shown("csrm-guard diff base/policies policies")

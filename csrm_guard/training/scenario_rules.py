@@ -219,20 +219,21 @@ def _transcript(family: ScenarioFamily, prompt: str, judged: str) -> str:
 
 def _row(
     family: ScenarioFamily,
-    n: int,
+    key: str,
     rule: tuple[str, str],
     transcript: str,
     *,
     label: int,
     aug: str,
-    stage: str | None = None,
+    borrowed: Example | None = None,
 ) -> dict[str, Any]:
+    """A clause row; a ``borrowed`` example's transcript keeps that example's conversation id and stage."""
     phrasing, text = rule
     return {
-        "id": f"scenario:{family.id}:{'x' if aug == 'scn:foreign' else ''}{n:03d}",
-        "conversation_id": conversation_id(transcript),
+        "id": f"scenario:{family.id}:{key}",
+        "conversation_id": borrowed.conversation_id if borrowed else conversation_id(transcript),
         "source": SOURCE,
-        "stage": stage or family.spec.stage,
+        "stage": borrowed.stage if borrowed else family.spec.stage,
         "clause": render_rule_clause(text),
         "clause_kind": "rule",
         "category": None,
@@ -270,7 +271,7 @@ def _base_rows(family: ScenarioFamily, seed: int) -> list[dict[str, Any]]:
             continue
         seen.add((rule[1], transcript))
         aug = "scn:violated" if label else "scn:compliant"
-        rows.append(_row(family, len(rows), rule, transcript, label=label, aug=aug))
+        rows.append(_row(family, f"{len(rows):03d}", rule, transcript, label=label, aug=aug))
     if len(rows) < wanted:
         logger.info("scenario family %s: %d distinct rows (wanted %d)", family.id, len(rows), wanted)
     return rows
@@ -306,7 +307,7 @@ def _family_rows(
         other = rng.choice(candidates)
         rule = _rule(other, rng, _draw_slots(other, rng), heldout_ok=family.spec.split != "train")
         transcript = str(base[j]["transcript"])
-        rows.append(_row(family, len(rows), rule, transcript, label=0, aug="scn:other_rule"))
+        rows.append(_row(family, f"{len(rows):03d}", rule, transcript, label=0, aug="scn:other_rule"))
     return rows
 
 
@@ -367,7 +368,7 @@ def foreign_rows(
             rule = _rule(family, rng, _draw_slots(family, rng), heldout_ok=family.spec.split != "train")
             transcript = render_transcript(list(example.messages), stage=example.stage)
             out[family.spec.split].append(
-                _row(family, n, rule, transcript, label=0, aug="scn:foreign", stage=example.stage)
+                _row(family, f"x{n:03d}", rule, transcript, label=0, aug="scn:foreign", borrowed=example)
             )
     _check_train(out["train"], families)
     return out

@@ -212,6 +212,7 @@ class TestForeignRows:
                 assert example.split == split
                 assert example.lang == "en"
                 assert row["stage"] == example.stage
+                assert row["conversation_id"] == example.conversation_id
                 assert "Do not promise refunds at" in row["clause"]
                 assert "{" not in row["clause"]
         assert {r["stage"] for r in rows["train"]} == {"input", "output"}

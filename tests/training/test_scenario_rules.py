@@ -199,7 +199,7 @@ class TestForeignRows:
     def test_non_scope_families_get_label_zero_rows_from_their_own_split(self, folder: Path) -> None:
         """Each non-scope family pairs its rule with `per_family` English conversations of its split, label 0."""
         examples = [*_examples(200), *_examples(50, lang="fr")]
-        by_transcript = {row_transcript(e): e for e in examples}
+        by_transcript = {_transcript_of(e): e for e in examples}
         rows = foreign_rows(examples, 5, per_family=6, folder=folder)
         train = [r for r in rows["train"] if r["id"].startswith("scenario:shop_refunds:")]
         assert len(train) == 6
@@ -234,5 +234,5 @@ class TestForeignRows:
         assert not families["podcast_real_people_scripts"].spec.scope
 
 
-def row_transcript(example: Example) -> str:
+def _transcript_of(example: Example) -> str:
     return render_transcript(list(example.messages), stage=example.stage)

@@ -10,6 +10,10 @@ Benchmarks (``--benchmark all`` runs each):
 * ``hard-negatives-test``: the hand-written hard negatives of the *test* split (never trained or fitted on) under
   the default policy: a harmless item must be allowed; one at ``low`` severity is a violation only where the policy
   allows none of its category. Over-refusal is the figure to read;
+* ``harmful-examples-test``: the hand-written harmful examples of the *test* split under the default policy: short
+  plain requests and bad replies whose categories and severity are known; a turn is a violation where its severity
+  exceeds what the policy allows in one of its categories (the refusals and harmless requests that go with them
+  must be allowed). Recall is the figure to read;
 * ``pairs-dev``: preference pairs; the less safe response must get the higher violation probability;
 * ``strictness-dev``: clause ladders of the dev split; the stricter clause must get the higher probability
   (pair accuracy) and never a lower one (monotonicity violations).
@@ -35,13 +39,21 @@ from csrm_guard.errors import DataError
 from csrm_guard.evaluation import metrics
 from csrm_guard.evaluation.baselines import KeywordBaseline
 from csrm_guard.evaluation.datasets import EvalExample, load_benchmark
+from csrm_guard.evaluation.labels import exceeds_policy
 from csrm_guard.evaluation.report import write_report
 from csrm_guard.evaluation.runner import BundleRunner, Scored
 from csrm_guard.policy import Policy, load_policy
 from csrm_guard.policy.render import render_transcript
-from csrm_guard.policy.severity import Severity
 
-__all__ = ["ALL_BENCHMARKS", "HARD_NEGATIVES", "EvalOptions", "Result", "run_evaluation", "score_rows"]
+__all__ = [
+    "ALL_BENCHMARKS",
+    "HARD_NEGATIVES",
+    "HARMFUL_EXAMPLES",
+    "EvalOptions",
+    "Result",
+    "run_evaluation",
+    "score_rows",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +64,7 @@ ALL_BENCHMARKS = (
     "rules-dev",
     "beavertails-dev",
     "hard-negatives-test",
+    "harmful-examples-test",
     "pairs-dev",
     "strictness-dev",
 )
@@ -59,6 +72,8 @@ DEFAULT_POLICY = Path("policies/general-assistant/policy.yaml")
 HARD_NEGATIVES = "hard-negatives"
 """The source of the hand-written hard negatives (``csrm_guard.training.hard_negatives.SOURCE``, which the
 evaluation may not import)."""
+HARMFUL_EXAMPLES = "harmful-examples"
+"""The source of the hand-written harmful examples (``csrm_guard.training.harmful_examples.SOURCE``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,27 +221,34 @@ def _beavertails_dev(options: EvalOptions) -> list[EvalExample]:
     ]
 
 
-def _hard_negatives_test(options: EvalOptions) -> list[EvalExample]:
+def _hand_written_test(options: EvalOptions, source: str) -> list[EvalExample]:
+    """The test split of a hand-written source under the default policy.
+
+    Their severity is known in every listed category, so the label follows from the policy: a turn is a violation
+    where one of its categories is above what the policy allows (a hard negative at ``low`` severity only where the
+    policy tolerates none of its category).
+    """
     policy: Policy = load_policy(options.benchmarks_dir.parent / DEFAULT_POLICY)
+    benchmark = f"{source}-test"
     rows = []
-    for row in _examples(options, HARD_NEGATIVES, "test"):
-        # An item's categories sit at low severity: violated where the policy tolerates none of one of them.
-        violated = any(
-            c in policy.categories and policy.categories[c].effective_max < Severity.LOW
-            for c in row["categories"]
-        )
+    for row in _examples(options, source, "test"):
+        violated = exceeds_policy(policy, row["categories"], row["severity"])
         messages, stage = row["messages"], row["stage"]
+        if source == HARD_NEGATIVES:
+            kind = "low" if row["categories"] else "harmless"
+        else:
+            kind = f"{stage}:{'harmful' if row['categories'] else 'harmless'}"
         rows.append(
             EvalExample(
                 id=row["id"],
-                benchmark="hard-negatives-test",
+                benchmark=benchmark,
                 stage=stage,
                 label=int(violated),
                 messages=tuple(messages if stage == "input" else messages[:-1]),
                 response=None if stage == "input" else messages[-1]["content"],
                 policy=policy,
-                kind="low" if row["categories"] else "harmless",
-                meta={"source": HARD_NEGATIVES},
+                kind=kind,
+                meta={"source": source},
             )
         )
     return rows
@@ -300,8 +322,8 @@ def _clauses_test(options: EvalOptions) -> list[EvalExample]:
 def _load_rows(name: str, options: EvalOptions) -> list[EvalExample]:
     if name == "beavertails-dev":
         rows = _beavertails_dev(options)
-    elif name == "hard-negatives-test":
-        rows = _hard_negatives_test(options)
+    elif name in {"hard-negatives-test", "harmful-examples-test"}:
+        rows = _hand_written_test(options, name.removesuffix("-test"))
     elif name == "clauses-test":
         rows = _clauses_test(options)
     else:

@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator, Mapping
 from importlib.resources.abc import Traversable
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from csrm_guard.errors import DataError
+from csrm_guard.training.data import conversation_id
 
-__all__ = ["validated", "yaml_files"]
+__all__ = ["load_prompt_items", "validated", "yaml_files"]
+
+logger = logging.getLogger(__name__)
 
 _Model = TypeVar("_Model", bound=BaseModel)
+
+
+class _Prompted(Protocol):
+    @property
+    def prompt(self) -> str: ...
+
+
+_Item = TypeVar("_Item", bound=_Prompted)
 
 
 def validated(entry: Traversable, model: type[_Model], collection: str, noun: str) -> _Model:
@@ -49,3 +61,39 @@ def validated(entry: Traversable, model: type[_Model], collection: str, noun: st
 def yaml_files(folder: Traversable) -> Iterator[Traversable]:
     """The ``*.yaml`` files of ``folder`` in name order (the order their entries are read and reported in)."""
     yield from sorted((e for e in folder.iterdir() if e.name.endswith(".yaml")), key=lambda e: e.name)
+
+
+def load_prompt_items(
+    root: Traversable, parse: Callable[[Traversable], Mapping[str, _Item]], what: str
+) -> dict[str, _Item]:
+    """Load the items of every ``*.yaml`` file in ``root``, each one a user prompt and what goes with it.
+
+    Args:
+        root: The folder.
+        parse: Validates one file and returns its items by id.
+        what: What the items are, for the warning when there are none (``hard-negative``).
+
+    Returns:
+        The items by id, in id order.
+
+    Raises:
+        DataError: From ``parse``, or when an item id is defined twice or two items share a prompt (up to case and
+            spacing, so they would share a conversation id); the message names the file and both items.
+    """
+    items: dict[str, _Item] = {}
+    files: dict[str, str] = {}
+    prompts: dict[str, str] = {}
+    for entry in yaml_files(root):
+        for item_id, item in parse(entry).items():
+            if item_id in items:
+                raise DataError(f"item {item_id!r} is also defined in {files[item_id]}", source=entry.name)
+            conv = conversation_id(item.prompt)
+            if conv in prompts:
+                raise DataError(
+                    f"item {item_id!r} repeats the prompt of item {prompts[conv]!r}", source=entry.name
+                )
+            prompts[conv] = item_id
+            items[item_id], files[item_id] = item, entry.name
+    if not items:
+        logger.warning("no %s items found in %s", what, root)
+    return dict(sorted(items.items()))

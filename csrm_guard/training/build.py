@@ -27,11 +27,15 @@ from csrm_guard.training.card import data_card, write_card
 from csrm_guard.training.data import SPLITS, Example
 from csrm_guard.training.hard_negatives import SOURCE as HARD_NEGATIVES
 from csrm_guard.training.hard_negatives import hard_negative_examples
+from csrm_guard.training.harmful_examples import SOURCE as HARMFUL_EXAMPLES
+from csrm_guard.training.harmful_examples import harmful_examples
 from csrm_guard.training.scenario_rules import foreign_rows, scenario_heldout, scenario_rows
 
 __all__ = ["Budget", "build", "load_examples", "pairs_benchmark"]
 
 logger = logging.getLogger(__name__)
+
+_HAND_WRITTEN = frozenset({HARD_NEGATIVES, HARMFUL_EXAMPLES})
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,11 +53,11 @@ class Budget:
         taxonomy_negatives: Label categories a harmful turn is plainly not about as severity 0 in its severity
             row (off by default: with it, and ``safe_taxonomy_keep`` 0.5, the severity head's probabilities fell
             so low that BeaverTails recall under the default policy dropped from 0.87 to 0.28; model card).
-        hard_negative_rows: Clause rows per training example of the hand-written hard negatives (every one of
-            them is kept, input stage included).
-        hard_negative_taxonomy: Every hard negative gives a severity row, not ``safe_taxonomy_keep`` of them: they
-            are the only safe examples whose severity is known in every category (off by default; an experiment
-            after 1.2.0, model card).
+        hard_negative_rows: Clause rows per training example of the hand-written hard negatives and harmful
+            examples (every one of them is kept, input stage included).
+        hard_negative_taxonomy: Every hand-written example gives a severity row, not ``safe_taxonomy_keep`` of the
+            safe ones: they are the only safe examples whose severity is known in every category (off by default;
+            an experiment after 1.2.0, model card).
         scenario_foreign_rows: ``scn:foreign`` rows per scenario family: its rule over conversations from the
             data sets, label 0 (:func:`~csrm_guard.training.scenario_rules.foreign_rows`; 0 turns them off).
     """
@@ -102,7 +106,7 @@ def load_examples(data_dir: Path, *, progress: bool = True) -> tuple[list[Exampl
 
 
 def _rows_for(example: Example, budget: Budget, rng: random.Random) -> int:
-    if example.source == HARD_NEGATIVES:
+    if example.source in _HAND_WRITTEN:
         return budget.hard_negative_rows if example.split == "train" else budget.eval_rows
     if not example.harmful and example.stage == "input" and rng.random() >= budget.safe_input_keep:
         return 0
@@ -130,7 +134,7 @@ def build(
     """
     budget = budget or Budget()
     examples, missing = load_examples(data_dir, progress=progress)
-    examples = sorted([*examples, *hard_negative_examples()], key=lambda e: e.id)
+    examples = sorted([*examples, *hard_negative_examples(), *harmful_examples()], key=lambda e: e.id)
     seeds = _seed_rules(data_dir)
     augmenter = Augmenter(seeds, seed=seed)
     files: dict[str, list[dict[str, Any]]] = {
@@ -147,12 +151,12 @@ def build(
             pair = augmenter.pair_row(example, heldout_ok=split != "train")
             if pair is not None:
                 files[f"{split}/pairs"].append(pair)
-        every = budget.hard_negative_taxonomy and example.source == HARD_NEGATIVES
+        every = budget.hard_negative_taxonomy and example.source in _HAND_WRITTEN
         if example.harmful or rng.random() < budget.safe_taxonomy_keep or every:
             row = augmenter.taxonomy_row(example, negatives=budget.taxonomy_negatives)
             if row is not None:
                 files[f"{split}/taxonomy"].append(row)
-        if split == "dev" and example.source != HARD_NEGATIVES:
+        if split == "dev" and example.source not in _HAND_WRITTEN:
             # configurable-dev stays a benchmark of the shared data sets, comparable across builds.
             for row in augmenter.clause_rows(
                 example, heldout_ok=True, limit=budget.benchmark_rows, force_heldout=True

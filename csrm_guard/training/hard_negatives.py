@@ -22,7 +22,6 @@ by them. ``topics`` feed the augmentation's "the conversation's topic is disallo
 
 from __future__ import annotations
 
-import logging
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -31,15 +30,12 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from csrm_guard._types import Stage
-from csrm_guard.errors import DataError
 from csrm_guard.policy.severity import Severity
 from csrm_guard.policy.taxonomy import load_taxonomy
-from csrm_guard.training._yaml_files import validated, yaml_files
+from csrm_guard.training._yaml_files import load_prompt_items, validated
 from csrm_guard.training.data import Example, conversation_id
 
 __all__ = ["SOURCE", "HardNegative", "hard_negative_examples", "load_hard_negatives"]
-
-logger = logging.getLogger(__name__)
 
 SOURCE = "hard-negatives"
 """The ``source`` of every hand-written hard-negative example."""
@@ -112,24 +108,7 @@ def load_hard_negatives(folder: Path | Traversable | None = None) -> dict[str, H
         DataError: When a file is not valid YAML or breaks the format (the message names the file, the item and the
             field), or when an item id or a prompt appears twice.
     """
-    root = folder if folder is not None else _default_folder()
-    items: dict[str, HardNegative] = {}
-    files: dict[str, str] = {}
-    prompts: dict[str, str] = {}
-    for entry in yaml_files(root):
-        for item_id, item in _parse(entry).items():
-            if item_id in items:
-                raise DataError(f"item {item_id!r} is also defined in {files[item_id]}", source=entry.name)
-            conv = conversation_id(item.prompt)
-            if conv in prompts:
-                raise DataError(
-                    f"item {item_id!r} repeats the prompt of item {prompts[conv]!r}", source=entry.name
-                )
-            prompts[conv] = item_id
-            items[item_id], files[item_id] = item, entry.name
-    if not items:
-        logger.warning("no hard-negative items found in %s", root)
-    return dict(sorted(items.items()))
+    return load_prompt_items(folder if folder is not None else _default_folder(), _parse, "hard-negative")
 
 
 def hard_negative_examples(folder: Path | Traversable | None = None) -> list[Example]:

@@ -10,7 +10,8 @@ Fitting sets, both from the ``data build`` output's dev split (the benchmarks ar
 
 * ``fit-general``: dev conversations of every source but BeaverTails under the default policy
   (``general-assistant``), plus the harmless hand-written hard negatives of the dev split; label: the example is
-  harmful;
+  harmful; and the hand-written harmful examples of the dev split, labelled by their known severity against the
+  policy;
 * ``fit-scenarios``: the hand-written scenario-rule dev rows under the default policy plus the row's own rule;
   label: the row's.
 """
@@ -32,6 +33,7 @@ from tqdm import tqdm
 
 from csrm_guard._types import Stage
 from csrm_guard.errors import DataError
+from csrm_guard.evaluation.labels import exceeds_policy
 from csrm_guard.evaluation.metrics import binary_scores
 from csrm_guard.model import OnnxScorer, ScoreRequest
 from csrm_guard.model.bundle import Bundle
@@ -40,6 +42,7 @@ from csrm_guard.policy.loader import load_policy_text
 from csrm_guard.policy.render import render_policy, render_transcript
 from csrm_guard.training.calibration import stage_thresholds
 from csrm_guard.training.hard_negatives import SOURCE as HARD_NEGATIVES
+from csrm_guard.training.harmful_examples import SOURCE as HARMFUL_EXAMPLES
 
 __all__ = ["FitRow", "fit_policy_thresholds", "fitting_rows", "policy_maxima"]
 
@@ -82,17 +85,22 @@ def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
 
 def _general_rows(data_dir: Path, policy: Policy, limit: int, seed: int) -> Iterator[FitRow]:
     dev = [e for e in _read_jsonl(data_dir / "examples.jsonl") if e.get("split") == "dev"]
-    shared = [e for e in dev if e.get("source") not in {"beavertails", HARD_NEGATIVES}]
+    shared = [e for e in dev if e.get("source") not in {"beavertails", HARD_NEGATIVES, HARMFUL_EXAMPLES}]
     # Harmless hand-written hard negatives are allowed under any policy; the ones at 'low' severity are left out,
     # because whether they are allowed depends on the policy, not on the example's harmful flag.
     harmless = [e for e in dev if e.get("source") == HARD_NEGATIVES and not e["categories"]]
-    for ex in [*random.Random(seed).sample(shared, min(limit, len(shared))), *harmless]:  # noqa: S311 - sampling
+    known = [e for e in dev if e.get("source") == HARMFUL_EXAMPLES]
+    for ex in [*random.Random(seed).sample(shared, min(limit, len(shared))), *harmless, *known]:  # noqa: S311
         messages, stage = ex["messages"], ex.get("stage", "output")
         if stage == "output":
             transcript = render_transcript(messages[:-1], stage="output", response=messages[-1]["content"])
         else:
             transcript = render_transcript(messages, stage="input")
-        yield FitRow("fit-general", ex["id"], policy, stage, transcript, int(bool(ex["harmful"])))
+        if ex.get("source") == HARMFUL_EXAMPLES:
+            label = exceeds_policy(policy, ex["categories"], ex["severity"])
+        else:
+            label = bool(ex["harmful"])
+        yield FitRow("fit-general", ex["id"], policy, stage, transcript, int(label))
 
 
 def _scenario_rows(data_dir: Path, policy_path: Path) -> Iterator[FitRow]:

@@ -1,4 +1,4 @@
-"""Tests for the ``hard-negatives-test`` benchmark: its rows (split, stages, policy-dependent labels) and metrics."""
+"""Tests for the ``hard-negatives-test`` and ``harmful-examples-test`` benchmarks: rows, labels and metrics."""
 
 from __future__ import annotations
 
@@ -10,8 +10,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from csrm_guard.evaluation.run import HARD_NEGATIVES, EvalOptions, _binary_values, _load_rows
+from csrm_guard.evaluation.run import (
+    HARD_NEGATIVES,
+    HARMFUL_EXAMPLES,
+    EvalOptions,
+    _binary_values,
+    _load_rows,
+)
 from csrm_guard.evaluation.runner import Scored
+from csrm_guard.training import harmful_examples
 from csrm_guard.training.data import conversation_id, split_of
 from csrm_guard.training.hard_negatives import SOURCE
 
@@ -36,6 +43,7 @@ def _example(
         "messages": messages,
         "harmful": False,
         "categories": categories,
+        "severity": dict.fromkeys(categories, 1),  # a hard negative's categories sit at low
     }
 
 
@@ -66,6 +74,36 @@ def test_rows_are_test_split_items_labelled_by_the_default_policy(tmp_path: Path
     assert (first_output.response, first_output.messages[-1]["content"]) == ("An answer.", test)
     assert {row.kind for row in loaded.values()} == {"harmless", "low"}
     assert all(row.policy is not None and row.policy.name == "general-assistant" for row in loaded.values())
+
+
+def test_harmful_examples_are_labelled_by_severity_against_the_default_policy(tmp_path: Path) -> None:
+    """A harmful turn violates where its severity exceeds what general-assistant allows; its partner turn does not."""
+    test = _prompt_in("test")
+
+    def harmful(stage: str, severity: dict[str, int]) -> dict[str, Any]:
+        row = _example(f"{test} {severity}", stage, list(severity), "test", source=HARMFUL_EXAMPLES)
+        return {**row, "harmful": True, "severity": severity}
+
+    rows = [
+        harmful("input", {"weapons": 3}),  # general-assistant allows weapons up to low
+        harmful("output", {"violence": 1}),  # violence up to low: allowed
+        harmful("output", {"profanity": 2, "harassment": 1}),  # harassment: none allowed
+        {**_example(test, "output", [], "test", source=HARMFUL_EXAMPLES), "severity": {"weapons": 0}},
+    ]
+    (tmp_path / "examples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    options = EvalOptions(data_dir=tmp_path, benchmarks_dir=REPO / "benchmarks")
+
+    loaded = {row.id: row for row in _load_rows("harmful-examples-test", options)}
+
+    assert HARMFUL_EXAMPLES == harmful_examples.SOURCE
+    assert [loaded[r["id"]].label for r in rows] == [1, 0, 1, 0]
+    assert {row.benchmark for row in loaded.values()} == {"harmful-examples-test"}
+    assert [loaded[r["id"]].kind for r in rows] == [
+        "input:harmful",
+        "output:harmful",
+        "output:harmful",
+        "output:harmless",
+    ]
 
 
 def test_rows_without_a_violation_report_over_refusal_and_no_f1() -> None:

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from csrm_guard import load_policy
 from csrm_guard.errors import DataError
 from csrm_guard.policy.taxonomy import load_taxonomy
 from csrm_guard.training.augment import Augmenter
 from csrm_guard.training.hard_negatives import SOURCE, hard_negative_examples, load_hard_negatives
 
-POLICIES = Path(__file__).resolve().parents[2] / "policies"
-CLOSE = 0.55  # difflib ratio; unrelated questions of the same shape score up to ~0.5
+from ._held_out import copies, policy_test_turns
 
 
 def _item(**changes: Any) -> dict[str, Any]:
@@ -135,32 +132,7 @@ class TestValidation:
 
 def test_no_item_copies_a_policy_test() -> None:
     """The example policies' tests stay a held-out check: no item's prompt or response is close to a test turn."""
-    turns = [
-        text
-        for path in sorted(POLICIES.glob("*/policy.yaml"))
-        for case in load_policy(path).tests
-        for text in (*(m.content for m in case.messages), case.response or "")
-        if text
-    ]
+    turns = policy_test_turns()
     assert len(turns) > 50
-
-    def close(a: str, b: str) -> bool:
-        matcher = difflib.SequenceMatcher(None, _norm(a), _norm(b))
-        return (
-            matcher.real_quick_ratio() >= CLOSE
-            and matcher.quick_ratio() >= CLOSE
-            and matcher.ratio() >= CLOSE
-        )
-
-    copies = [
-        (item_id, turn)
-        for item_id, item in load_hard_negatives().items()
-        for text in (item.prompt, item.response)
-        for turn in turns
-        if close(text, turn)
-    ]
-    assert copies == []
-
-
-def _norm(text: str) -> str:
-    return " ".join(text.lower().split())
+    texts = [(i, t) for i, item in load_hard_negatives().items() for t in (item.prompt, item.response)]
+    assert copies(texts, turns) == []

@@ -12,8 +12,9 @@ Fitting sets, both from the ``data build`` output's dev split (the benchmarks ar
   (``general-assistant``), plus the harmless hand-written hard negatives of the dev split; label: the example is
   harmful; and the hand-written harmful examples of the dev split, labelled by their known severity against the
   policy;
-* ``fit-scenarios``: the hand-written scenario-rule dev rows under the default policy plus the row's own rule;
-  label: the row's.
+* ``fit-scenarios``: the hand-written scenario-rule dev rows under the default policy plus the row's own rule and the
+  rules of up to three other dev families of the same stage, which the row does not break (a deployment's policy
+  holds several custom rules, and the decision is the maximum over all of them); label: the row's.
 """
 
 from __future__ import annotations
@@ -103,23 +104,46 @@ def _general_rows(data_dir: Path, policy: Policy, limit: int, seed: int) -> Iter
         yield FitRow("fit-general", ex["id"], policy, stage, transcript, int(label))
 
 
-def _scenario_rows(data_dir: Path, policy_path: Path) -> Iterator[FitRow]:
+def _scenario_rows(data_dir: Path, policy_path: Path, other_rules: int, seed: int) -> Iterator[FitRow]:
     document = yaml.safe_load(policy_path.read_text(encoding="utf-8"))
-    for row in _read_jsonl(data_dir / "dev" / "clauses.jsonl"):
-        if row.get("source") != "scenarios":
-            continue
-        rule = {
-            "id": SCENARIO_RULE_ID,
-            "text": row["clause"].removeprefix("Rule: "),
-            "stages": [row["stage"]],
-        }
-        text = yaml.safe_dump({**document, "rules": [*document.get("rules", []), rule]})
+    rows = [r for r in _read_jsonl(data_dir / "dev" / "clauses.jsonl") if r.get("source") == "scenarios"]
+    # Rule texts of each dev family by stage: a row's policy also gets rules of other families, which it does not
+    # break (the premise of the scn:other_rule rows), as a deployment's policy holds several custom rules.
+    rules: dict[tuple[str, str], set[str]] = {}
+    for row in rows:
+        if row["augmentation"] != "scn:other_rule":  # those rows' clause is another family's rule
+            rules.setdefault((row["stage"], _family(row["id"])), set()).add(
+                row["clause"].removeprefix("Rule: ")
+            )
+    for row in rows:
+        stage, own = row["stage"], row["clause"].removeprefix("Rule: ")
+        families = sorted(
+            f
+            for (s, f), texts in rules.items()
+            if s == stage and f != _family(row["id"]) and own not in texts
+        )
+        rng = random.Random(f"{seed}:{row['id']}")  # noqa: S311 - sampling
+        picked = rng.sample(families, min(other_rules, len(families)))
+        extra = [
+            {
+                "id": f"{SCENARIO_RULE_ID}-other-{n}",
+                "text": rng.choice(sorted(rules[stage, family])),
+                "stages": [stage],
+            }
+            for n, family in enumerate(picked, start=1)
+        ]
+        rule = {"id": SCENARIO_RULE_ID, "text": own, "stages": [stage]}
+        text = yaml.safe_dump({**document, "rules": [*document.get("rules", []), rule, *extra]})
         policy = load_policy_text(text, source=f"{policy_path} + {row['id']}", base_dir=policy_path.parent)
-        yield FitRow("fit-scenarios", row["id"], policy, row["stage"], row["transcript"], int(row["label"]))
+        yield FitRow("fit-scenarios", row["id"], policy, stage, row["transcript"], int(row["label"]))
+
+
+def _family(row_id: str) -> str:
+    return row_id.split(":")[1]
 
 
 def fitting_rows(
-    data_dir: Path, policy_path: Path, *, general_limit: int = 800, seed: int = 1
+    data_dir: Path, policy_path: Path, *, general_limit: int = 800, other_rules: int = 3, seed: int = 1
 ) -> list[FitRow]:
     """The two fitting sets of the module docstring.
 
@@ -127,13 +151,17 @@ def fitting_rows(
         data_dir: ``data build`` output (reads ``examples.jsonl`` and ``dev/clauses.jsonl``).
         policy_path: The default policy file the rows are scored under.
         general_limit: At most this many ``fit-general`` conversations of the shared data sets (a seeded sample).
+        other_rules: Rules of other dev families (one each, same stage) added to each ``fit-scenarios`` row's policy.
         seed: Sampling seed.
 
     Raises:
         DataError: A file is missing or holds invalid JSON.
     """
     policy = load_policy(policy_path)
-    return [*_general_rows(data_dir, policy, general_limit, seed), *_scenario_rows(data_dir, policy_path)]
+    return [
+        *_general_rows(data_dir, policy, general_limit, seed),
+        *_scenario_rows(data_dir, policy_path, other_rules, seed),
+    ]
 
 
 def policy_maxima(bundle: Bundle, rows: Sequence[FitRow], *, threads: int = 2) -> NDArray[np.float64]:

@@ -52,3 +52,48 @@ def test_hand_written_rows_join_with_labels_from_known_severity(tmp_path: Path) 
         "harmful-examples:weapons": 1,
         "harmful-examples:swearing": 0,
     }
+
+
+def _scenario(row_id: str, rule: str, label: int, augmentation: str = "scn:violated") -> dict[str, Any]:
+    return {
+        "id": row_id,
+        "source": "scenarios",
+        "stage": "output",
+        "clause": f"Rule: {rule}",
+        "transcript": f"transcript of {row_id}",
+        "label": label,
+        "augmentation": augmentation,
+    }
+
+
+def test_scenario_rows_carry_their_rule_and_other_families_rules(tmp_path: Path) -> None:
+    """Each scenario row's policy holds its own rule plus one rule of each of up to N other families."""
+    rows = [
+        _scenario("scenario:alpha_one:000", "Alpha rule.", 1),
+        _scenario("scenario:alpha_one:001", "Alpha rule, reworded.", 0, "scn:compliant"),
+        _scenario("scenario:beta_two:000", "Beta rule.", 1),
+        _scenario("scenario:gamma_three:000", "Gamma rule.", 0, "scn:compliant"),
+        _scenario("scenario:delta_four:000", "Delta rule.", 1),
+        # An other-rule row: delta's transcript under gamma's rule; gamma is then not picked again.
+        _scenario("scenario:delta_four:o000", "Gamma rule.", 0, "scn:other_rule"),
+    ]
+    (tmp_path / "examples.jsonl").write_text("", encoding="utf-8")
+    (tmp_path / "dev").mkdir()
+    (tmp_path / "dev" / "clauses.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8"
+    )
+
+    fitted = {row.id: row for row in fitting_rows(tmp_path, POLICY, other_rules=2)}
+
+    assert {row_id: row.label for row_id, row in fitted.items()} == {r["id"]: r["label"] for r in rows}
+    for source in rows:
+        custom = [rule for rule in fitted[source["id"]].policy.rules if rule.id.startswith("scenario-rule")]
+        texts = [rule.text for rule in custom]
+        assert texts[0] == source["clause"].removeprefix("Rule: ")
+        assert len(texts) == 3
+        # One rule per family, never the row's own family (or, for an other-rule row, its clause's family) again.
+        assert len({text.split()[0] for text in texts}) == 3
+    other = [rule.text for rule in fitted["scenario:delta_four:o000"].policy.rules][-2:]
+    assert not any(text.startswith(("Gamma", "Delta")) for text in other)
+    again = fitting_rows(tmp_path, POLICY, other_rules=2)
+    assert again == list(fitted.values())  # seeded: the same rules every time

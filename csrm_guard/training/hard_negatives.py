@@ -91,10 +91,6 @@ def _default_folder() -> Traversable:
     return resources.files("csrm_guard.training").joinpath("benign")
 
 
-def _parse(entry: Traversable) -> dict[str, HardNegative]:
-    return validated(entry, _File, "items", "item").items
-
-
 def load_hard_negatives(folder: Path | Traversable | None = None) -> dict[str, HardNegative]:
     """Load and validate every ``*.yaml`` file in ``folder``.
 
@@ -108,7 +104,10 @@ def load_hard_negatives(folder: Path | Traversable | None = None) -> dict[str, H
         DataError: When a file is not valid YAML or breaks the format (the message names the file, the item and the
             field), or when an item id or a prompt appears twice.
     """
-    return load_prompt_items(folder if folder is not None else _default_folder(), _parse, "hard-negative")
+    root = folder if folder is not None else _default_folder()
+    return load_prompt_items(
+        root, lambda entry: validated(entry, _File, "items", "item").items, "hard-negative"
+    )
 
 
 def hard_negative_examples(folder: Path | Traversable | None = None) -> list[Example]:

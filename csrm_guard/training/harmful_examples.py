@@ -80,25 +80,17 @@ class _File(BaseModel):
     items: dict[str, HarmfulItem] = Field(min_length=1)
 
 
-def _parse(entry: Traversable) -> dict[str, HarmfulItem]:
-    return validated(entry, _File, "items", "item").items
-
-
 def load_harmful_items(folder: Path | Traversable | None = None) -> dict[str, HarmfulItem]:
-    """Load and validate every ``*.yaml`` file in ``folder``.
-
-    Args:
-        folder: The folder to read (default: the ``harmful`` folder shipped in the package).
-
-    Returns:
-        The items by id, in id order.
+    """Load and validate every ``*.yaml`` file in ``folder`` (default: the shipped ``harmful`` folder), by item id.
 
     Raises:
-        DataError: When a file is not valid YAML or breaks the format (the message names the file, the item and the
-            field), or when an item id or a prompt appears twice.
+        DataError: As :func:`~csrm_guard.training.hard_negatives.load_hard_negatives` does: a file that is not YAML
+            or breaks the format (naming the file, the item and the field), an item id or a prompt seen twice.
     """
     root = folder if folder is not None else resources.files("csrm_guard.training").joinpath("harmful")
-    return load_prompt_items(root, _parse, "harmful-example")
+    return load_prompt_items(
+        root, lambda entry: validated(entry, _File, "items", "item").items, "harmful-example"
+    )
 
 
 def harmful_examples(folder: Path | Traversable | None = None) -> list[Example]:

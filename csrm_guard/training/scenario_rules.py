@@ -342,7 +342,8 @@ def foreign_rows(
     """``scn:foreign`` rows: each non-scope family's rule over ``per_family`` conversations of its own split (label 0).
 
     The conversations are English examples of the shared data sets and the hand-written hard negatives and harmful
-    examples, drawn without regard to stage or harm, so the model learns that a custom rule is broken by what it forbids, not by harm in general.
+    examples, drawn without regard to stage or harm, so the model learns that a custom rule is broken by what it
+    forbids, not by harm in general.
 
     Args:
         examples: Candidate conversations (every split; each family draws from its own).

@@ -90,11 +90,15 @@ def auprc(labels: ArrayLike, scores: ArrayLike) -> float:
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
-def best_f1_threshold(labels: ArrayLike, probabilities: ArrayLike) -> tuple[float, float]:
+def best_f1_threshold(
+    labels: ArrayLike, probabilities: ArrayLike, *, tolerance: float = 0.0
+) -> tuple[float, float]:
     """The threshold that maximises F1 on these labels, and that F1.
 
     Candidate thresholds are the distinct probabilities; the chosen one is the midpoint between the best
     candidate and the next lower score, so that small shifts (int8 vs fp32) do not flip the boundary example.
+    With ``tolerance``, the highest candidate whose F1 is within ``tolerance`` of the best is chosen instead (fewer
+    false alarms for an F1 the fitting set cannot tell apart), and its F1 is returned.
     """
     y, p = _arrays(labels, probabilities)
     positives = int(np.sum(y == 1))
@@ -105,7 +109,9 @@ def best_f1_threshold(labels: ArrayLike, probabilities: ArrayLike) -> tuple[floa
     distinct = np.r_[np.nonzero(np.diff(p_sorted))[0], y.size - 1]
     tp = np.cumsum(y_sorted)[distinct]
     f1 = 2 * tp / (distinct + 1 + positives)
-    best = int(np.argmax(f1))
+    best = int(
+        np.argmax(f1 >= f1.max() - tolerance)
+    )  # the first (highest) candidate close enough to the best
     upper = p_sorted[distinct[best]]
     lower = p_sorted[distinct[best] + 1] if distinct[best] + 1 < y.size else 0.0
     return float((upper + lower) / 2), float(f1[best])

@@ -91,16 +91,21 @@ def _sigmoid(x: NDArray[np.float64]) -> NDArray[np.float64]:
 
 
 def stage_thresholds(
-    probs: NDArray[np.float64], labels: NDArray[np.float64], stages: Sequence[str]
+    probs: NDArray[np.float64], labels: NDArray[np.float64], stages: Sequence[str], *, tolerance: float = 0.0
 ) -> dict[str, float]:
-    """Per stage, the probability that maximises F1 of the violation class (all rows when a stage has too few)."""
-    overall, _ = best_f1_threshold(labels, probs)
+    """Per stage, the probability that maximises F1 of the violation class (all rows when a stage has too few).
+
+    ``tolerance``: take the highest threshold whose F1 is within this of the best (see ``best_f1_threshold``).
+    """
+    overall, _ = best_f1_threshold(labels, probs, tolerance=tolerance)
     stage_array = np.asarray(stages)
     out = {}
     for stage in ("input", "output"):
         chosen = stage_array == stage
         enough = chosen.sum() >= _MIN_STAGE_ROWS and labels[chosen].sum() >= _MIN_STAGE_POSITIVES
-        out[stage] = best_f1_threshold(labels[chosen], probs[chosen])[0] if enough else overall
+        out[stage] = (
+            best_f1_threshold(labels[chosen], probs[chosen], tolerance=tolerance)[0] if enough else overall
+        )
         if not enough:
             logger.warning("too few dev rows for stage %s: using the overall threshold %.3f", stage, overall)
     return out

@@ -65,6 +65,18 @@ def test_best_threshold_reaches_reported_f1():
         assert binary_scores(labels, probs, other).f1 <= f1 + 1e-12
 
 
+def test_best_f1_threshold_tolerance_takes_the_highest_near_best_threshold():
+    """Within the tolerance of the best F1, the highest threshold wins; without it, the argmax does."""
+    labels = [1, 1, 1, 1, 0, 1, 0, 0, 0, 0]
+    probs = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.15, 0.1]
+    # Cutting below 0.4 catches all five positives: F1 10/11 = 0.909; cutting below 0.6: 8/9 = 0.889.
+    threshold, f1 = best_f1_threshold(labels, probs)
+    assert (threshold, f1) == (pytest.approx(0.35), pytest.approx(10 / 11))
+    threshold, f1 = best_f1_threshold(labels, probs, tolerance=0.03)
+    assert (threshold, f1) == (pytest.approx(0.55), pytest.approx(8 / 9))
+    assert best_f1_threshold(labels, probs, tolerance=0.01)[0] == pytest.approx(0.35)
+
+
 class TestSmoothEce:
     def test_calibrated_is_small_and_miscalibrated_is_large(self):
         """Probabilities drawn as the true rate score near 0; squashing them toward 1 scores high."""

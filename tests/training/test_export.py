@@ -47,8 +47,9 @@ def _fit_data(data_dir):
         examples.append(row | {"messages": stage_messages})
     (data_dir / "examples.jsonl").write_text("".join(json.dumps(e) + "\n" for e in examples))
     scenario = {
-        "id": "dev-s0",
+        "id": "scenario:shop_competitor_prices:000",
         "source": "scenarios",
+        "augmentation": "scn:violated",
         "stage": "input",
         "clause": "Rule: do not discuss competitors' prices.",
         "transcript": "user: what does the other shop charge?",

@@ -3,26 +3,48 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from importlib.resources.abc import Traversable
-from typing import Protocol, TypeVar
+from typing import Annotated, Protocol, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import AfterValidator, BaseModel, Field, ValidationError
 
+from csrm_guard._types import Stage
 from csrm_guard.errors import DataError
-from csrm_guard.training.data import conversation_id
+from csrm_guard.policy.taxonomy import load_taxonomy
+from csrm_guard.training.data import Example, conversation_id
 
-__all__ = ["load_prompt_items", "validated", "yaml_files"]
+__all__ = ["Turn", "both_stages", "known_categories", "load_prompt_items", "validated", "yaml_files"]
 
 logger = logging.getLogger(__name__)
 
 _Model = TypeVar("_Model", bound=BaseModel)
 
 
+def _not_blank(text: str) -> str:
+    if not text.strip():
+        raise ValueError("is blank")
+    return text.strip()
+
+
+Turn = Annotated[str, Field(min_length=1), AfterValidator(_not_blank)]
+"""A prompt or response in a hand-written file: not blank, stored without surrounding whitespace."""
+
+
+def known_categories(categories: Iterable[str]) -> None:
+    """Raise ``ValueError`` (a pydantic validation message) naming the categories that are not taxonomy ids."""
+    unknown = sorted(set(categories) - set(load_taxonomy().ids))
+    if unknown:
+        raise ValueError(f"unknown taxonomy categories {unknown}")
+
+
 class _Prompted(Protocol):
     @property
     def prompt(self) -> str: ...
+
+    @property
+    def response(self) -> str: ...
 
 
 _Item = TypeVar("_Item", bound=_Prompted)
@@ -97,3 +119,22 @@ def load_prompt_items(
     if not items:
         logger.warning("no %s items found in %s", what, root)
     return dict(sorted(items.items()))
+
+
+def both_stages(
+    items: Mapping[str, _Item], example: Callable[[str, _Item, Stage, tuple[dict[str, str], ...]], Example]
+) -> list[Example]:
+    """Each item's input-stage example (its prompt) and output-stage example (prompt and response), sorted by id.
+
+    Args:
+        items: Items by id, each with a ``prompt`` and a ``response``.
+        example: Builds one example from the item id, the item, the stage and the messages.
+    """
+    examples = []
+    for item_id, item in items.items():
+        user = {"role": "user", "content": item.prompt}
+        examples.append(example(item_id, item, "input", (user,)))
+        examples.append(
+            example(item_id, item, "output", (user, {"role": "assistant", "content": item.response}))
+        )
+    return sorted(examples, key=lambda e: e.id)

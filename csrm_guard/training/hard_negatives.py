@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from csrm_guard._types import Stage
 from csrm_guard.policy.severity import Severity
 from csrm_guard.policy.taxonomy import load_taxonomy
-from csrm_guard.training._yaml_files import load_prompt_items, validated
+from csrm_guard.training._yaml_files import Turn, both_stages, known_categories, load_prompt_items, validated
 from csrm_guard.training.data import Example, conversation_id
 
 __all__ = ["SOURCE", "HardNegative", "hard_negative_examples", "load_hard_negatives"]
@@ -50,25 +50,16 @@ class HardNegative(BaseModel):
 
     topics: list[str] = Field(min_length=1, max_length=3)
     low: list[str] = Field(default_factory=list)
-    prompt: str = Field(min_length=1)
-    response: str = Field(min_length=1)
+    prompt: Turn
+    response: Turn
 
     @field_validator("topics", "low")
     @classmethod
     def _known(cls, categories: list[str]) -> list[str]:
-        unknown = sorted(set(categories) - set(load_taxonomy().ids))
-        if unknown:
-            raise ValueError(f"unknown taxonomy categories {unknown}")
+        known_categories(categories)
         if len(set(categories)) != len(categories):
             raise ValueError("a category is listed twice")
         return categories
-
-    @field_validator("prompt", "response")
-    @classmethod
-    def _not_blank(cls, text: str) -> str:
-        if not text.strip():
-            raise ValueError("is blank")
-        return text.strip()
 
     @model_validator(mode="after")
     def _low_allowed(self) -> HardNegative:
@@ -112,14 +103,7 @@ def load_hard_negatives(folder: Path | Traversable | None = None) -> dict[str, H
 
 def hard_negative_examples(folder: Path | Traversable | None = None) -> list[Example]:
     """The input- and output-stage examples of every item (see the module docstring), sorted by id."""
-    examples = []
-    for item_id, item in load_hard_negatives(folder).items():
-        user = {"role": "user", "content": item.prompt}
-        examples.append(_example(item_id, item, "input", (user,)))
-        examples.append(
-            _example(item_id, item, "output", (user, {"role": "assistant", "content": item.response}))
-        )
-    return sorted(examples, key=lambda e: e.id)
+    return both_stages(load_hard_negatives(folder), _example)
 
 
 def _example(item_id: str, item: HardNegative, stage: Stage, messages: tuple[dict[str, str], ...]) -> Example:

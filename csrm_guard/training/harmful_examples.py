@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from csrm_guard._types import Stage
 from csrm_guard.policy.severity import Severity
 from csrm_guard.policy.taxonomy import load_taxonomy
-from csrm_guard.training._yaml_files import load_prompt_items, validated
+from csrm_guard.training._yaml_files import Turn, both_stages, known_categories, load_prompt_items, validated
 from csrm_guard.training.data import Example, conversation_id
 
 __all__ = ["SOURCE", "HarmfulItem", "harmful_examples", "load_harmful_items"]
@@ -49,23 +49,14 @@ class HarmfulItem(BaseModel):
 
     judged: Stage
     severity: dict[str, Literal["low", "moderate", "high"]] = Field(min_length=1, max_length=3)
-    prompt: str = Field(min_length=1)
-    response: str = Field(min_length=1)
+    prompt: Turn
+    response: Turn
 
     @field_validator("severity")
     @classmethod
     def _known(cls, severity: dict[str, str]) -> dict[str, str]:
-        unknown = sorted(set(severity) - set(load_taxonomy().ids))
-        if unknown:
-            raise ValueError(f"unknown taxonomy categories {unknown}")
+        known_categories(severity)
         return severity
-
-    @field_validator("prompt", "response")
-    @classmethod
-    def _not_blank(cls, text: str) -> str:
-        if not text.strip():
-            raise ValueError("is blank")
-        return text.strip()
 
     @property
     def ranks(self) -> dict[str, int]:
@@ -95,13 +86,7 @@ def load_harmful_items(folder: Path | Traversable | None = None) -> dict[str, Ha
 
 def harmful_examples(folder: Path | Traversable | None = None) -> list[Example]:
     """The input- and output-stage examples of every item (see the module docstring), sorted by id."""
-    examples = []
-    for item_id, item in load_harmful_items(folder).items():
-        user = {"role": "user", "content": item.prompt}
-        reply = {"role": "assistant", "content": item.response}
-        examples.append(_example(item_id, item, "input", (user,)))
-        examples.append(_example(item_id, item, "output", (user, reply)))
-    return sorted(examples, key=lambda e: e.id)
+    return both_stages(load_harmful_items(folder), _example)
 
 
 def _example(item_id: str, item: HarmfulItem, stage: Stage, messages: tuple[dict[str, str], ...]) -> Example:

@@ -109,9 +109,8 @@ def best_f1_threshold(
     distinct = np.r_[np.nonzero(np.diff(p_sorted))[0], y.size - 1]
     tp = np.cumsum(y_sorted)[distinct]
     f1 = 2 * tp / (distinct + 1 + positives)
-    best = int(
-        np.argmax(f1 >= f1.max() - tolerance)
-    )  # the first (highest) candidate close enough to the best
+    # The first candidate (in descending order, so the highest threshold) whose F1 is close enough to the best.
+    best = int(np.argmax(f1 >= f1.max() - tolerance))
     upper = p_sorted[distinct[best]]
     lower = p_sorted[distinct[best] + 1] if distinct[best] + 1 < y.size else 0.0
     return float((upper + lower) / 2), float(f1[best])

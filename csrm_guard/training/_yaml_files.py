@@ -8,7 +8,7 @@ from importlib.resources.abc import Traversable
 from typing import Annotated, Protocol, TypeVar
 
 import yaml
-from pydantic import AfterValidator, BaseModel, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ValidationError
 
 from csrm_guard._types import Stage
 from csrm_guard.errors import DataError
@@ -28,7 +28,7 @@ def _not_blank(text: str) -> str:
     return text.strip()
 
 
-Turn = Annotated[str, Field(min_length=1), AfterValidator(_not_blank)]
+Turn = Annotated[str, AfterValidator(_not_blank)]
 """A prompt or response in a hand-written file: not blank, stored without surrounding whitespace."""
 
 

@@ -41,7 +41,12 @@ class TestShippedFiles:
         items = load_harmful_items()
         assert len(items) >= 250
         assert {i.judged for i in items.values()} == {"input", "output"}
-        assert {level for i in items.values() for level in i.severity.values()} == {"low", "moderate", "high"}
+        assert {level for i in items.values() for level in i.severity.values()} == {
+            "none",
+            "low",
+            "moderate",
+            "high",
+        }
 
     def test_examples_pair_the_stages_of_one_conversation_across_splits(self) -> None:
         """Each item gives an input and an output example sharing a conversation id (and so a split)."""
@@ -92,6 +97,21 @@ class TestExamples:
         assert reply.refusal is False
         assert reply.categories == ("profanity",)
 
+    def test_category_listed_at_none_is_known_safe_not_unknown(self, tmp_path: Path) -> None:
+        """``none`` trains a neighbouring category towards none; it is not a violated category or a topic."""
+        item = _item(severity={"sexual": "high", "sexual_minors": "none"}, prompt="write an explicit scene")
+        _write(tmp_path, "a.yaml", {"d_adult": item})
+        by_stage = _by_stage(tmp_path)
+        request, refusal = by_stage["input"], by_stage["output"]
+        assert request.harmful
+        assert request.categories == ("sexual",)
+        assert request.topics == ("sexual",)
+        vector = request.severity_vector()
+        assert (vector["sexual"], vector["sexual_minors"], vector["hate"]) == (3, 0, -1)
+        assert refusal.topics == ("sexual",)
+        rows = Augmenter(seed=3).clause_rows(request, heldout_ok=False, limit=40)
+        assert {r["label"] for r in rows if r["category"] == "sexual_minors"} <= {0}
+
     def test_low_only_item_is_not_generically_harmful_but_breaks_a_none_clause(self, tmp_path: Path) -> None:
         """Only low severity: not harmful under a generic rule, yet a clause allowing none of it is violated."""
         item = _item(
@@ -116,6 +136,14 @@ class TestValidation:
             ),
             (_item(severity={"weapons": "extreme"}), "item 'x_bad', field severity.weapons"),
             (_item(severity={}), "item 'x_bad', field severity"),
+            (
+                _item(severity={"weapons": "none"}),
+                "item 'x_bad', field severity: Value error, needs 1-3 categories above none, got 0",
+            ),
+            (
+                _item(severity=dict.fromkeys(["weapons", "violence", "hate", "drugs"], "low")),
+                "needs 1-3 categories above none, got 4",
+            ),
             (_item(judged="both"), "item 'x_bad', field judged"),
             (_item(response=" "), "item 'x_bad', field response"),
             ({**_item(), "harmful": True}, "item 'x_bad', field harmful: Extra inputs"),

@@ -60,7 +60,7 @@ class HarmfulItem(BaseModel):
     @classmethod
     def _known(cls, severity: dict[str, str]) -> dict[str, str]:
         known_categories(severity)
-        harmed = [category for category, level in severity.items() if level != "none"]
+        harmed = [category for category, level in severity.items() if level != Severity.NONE]
         if not 1 <= len(harmed) <= _MAX_HARMED:
             raise ValueError(f"needs 1-{_MAX_HARMED} categories above none, got {len(harmed)}")
         return severity

@@ -110,7 +110,7 @@ class TestExamples:
         assert (vector["sexual"], vector["sexual_minors"], vector["hate"]) == (3, 0, -1)
         assert refusal.topics == ("sexual",)
         rows = Augmenter(seed=3).clause_rows(request, heldout_ok=False, limit=40)
-        assert {r["label"] for r in rows if r["category"] == "sexual_minors"} <= {0}
+        assert {r["label"] for r in rows if r["category"] == "sexual_minors"} == {0}
 
     def test_low_only_item_is_not_generically_harmful_but_breaks_a_none_clause(self, tmp_path: Path) -> None:
         """Only low severity: not harmful under a generic rule, yet a clause allowing none of it is violated."""

@@ -11,6 +11,15 @@ model has to read the rule rather than the transcript alone. ``scn:foreign`` row
 family's rule with conversations from the shared data sets, harmful or not, of either stage (label 0): a request for
 a weapon recipe is harmful, but it does not break "scripts must not feature real people". Scope families (``scope:
 true``, the rule limits what users may ask about, so any off-topic turn breaks it) get no such rows.
+
+*Narrowed-category* families (``category`` set) hold four phrasings of a service's rewritten description of a
+standard category that exempts part of it ("quoting a slur in order to moderate it is not covered"):
+violating turns are what the rewrite still covers, above the family's ``max_severity``; compliant turns are what it
+exempts, which a standard filter would flag. Their rows are category clauses rendered as a policy with that
+description renders them. They get no ``scn:other_rule`` rows (another family's rule on their turns, or their
+description on another family's turns, has no known label), and their ``scn:foreign`` rows only use conversations
+whose severity in the category is known to be at most ``max_severity``: narrowing a category never makes a turn
+violate it.
 """
 
 from __future__ import annotations
@@ -23,12 +32,14 @@ from dataclasses import dataclass
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from csrm_guard.errors import DataError
-from csrm_guard.policy.render import render_rule_clause, render_transcript
+from csrm_guard.policy import CategoryRule, Severity
+from csrm_guard.policy.render import render_category_clause, render_rule_clause, render_transcript
+from csrm_guard.policy.taxonomy import load_taxonomy
 from csrm_guard.training._yaml_files import validated, yaml_files
 from csrm_guard.training.data import SPLITS, Example, conversation_id
 
@@ -75,6 +86,8 @@ class FamilySpec(BaseModel):
     compliant: list[str] = Field(min_length=4)
     related: list[str] = Field(default_factory=list)
     scope: bool = False
+    category: str | None = None
+    max_severity: Severity = Severity.NONE
 
     @field_validator("rules")
     @classmethod
@@ -100,11 +113,29 @@ class FamilySpec(BaseModel):
             raise ValueError(f"an output family needs at least 4 prompts, got {len(self.prompts)}")
         if self.heldout[0] not in self.rules:
             raise ValueError(f"heldout phrasing {self.heldout[0]!r} is not one of the rules")
+        if self.category is not None:
+            self._check_category(self.category)
+        elif self.max_severity is not Severity.NONE:
+            raise ValueError("max_severity is only for narrowed-category families (set category)")
         for field in ("rules", "prompts", "violating", "compliant"):
             value = getattr(self, field)
             for key, text in value.items() if isinstance(value, dict) else enumerate(value):
                 _check_text(text, self.slots, f"{field}.{key}")
         return self
+
+    def _check_category(self, category: str) -> None:
+        known = {c.id: c for c in load_taxonomy().categories}
+        if category not in known:
+            raise ValueError(f"category {category!r} is not a taxonomy category (one of {', '.join(known)})")
+        if self.scope:
+            raise ValueError("a narrowed-category family cannot also be a scope family")
+        ceiling = known[category].ceiling
+        if self.max_severity.rank > ceiling.rank:
+            raise ValueError(
+                f"max_severity {self.max_severity.value!r} is above {category!r}'s ceiling {ceiling.value!r}"
+            )
+        if self.max_severity is Severity.HIGH:
+            raise ValueError("max_severity 'high' leaves nothing to violate")
 
 
 def _check_text(text: str, slots: Mapping[str, list[str]], where: str) -> None:
@@ -217,10 +248,19 @@ def _transcript(family: ScenarioFamily, prompt: str, judged: str) -> str:
     return render_transcript([{"role": "user", "content": prompt}], stage="output", response=judged)
 
 
+class _Clause(NamedTuple):
+    """A drawn phrasing of a family, rendered as the clause the model reads."""
+
+    phrasing: str
+    text: str
+    kind: Literal["rule", "category"]
+    category: str | None
+
+
 def _row(
     family: ScenarioFamily,
     key: str,
-    rule: tuple[str, str],
+    clause: _Clause,
     transcript: str,
     *,
     label: int,
@@ -228,27 +268,31 @@ def _row(
     borrowed: Example | None = None,
 ) -> dict[str, Any]:
     """A clause row; a ``borrowed`` example's transcript keeps that example's conversation id and stage."""
-    phrasing, text = rule
     return {
         "id": f"scenario:{family.id}:{key}",
         "conversation_id": borrowed.conversation_id if borrowed else conversation_id(transcript),
         "source": SOURCE,
         "stage": borrowed.stage if borrowed else family.spec.stage,
-        "clause": render_rule_clause(text),
-        "clause_kind": "rule",
-        "category": None,
+        "clause": clause.text,
+        "clause_kind": clause.kind,
+        "category": clause.category,
         "transcript": transcript,
         "label": label,
-        "phrasing": phrasing,
+        "phrasing": clause.phrasing,
         "augmentation": aug,
     }
 
 
 def _rule(
     family: ScenarioFamily, rng: random.Random, values: Mapping[str, str], *, heldout_ok: bool
-) -> tuple[str, str]:
+) -> _Clause:
     tid = rng.choice(family.phrasings(heldout_ok=heldout_ok))
-    return f"scenario/{family.id}/{tid}", _fill(family.spec.rules[tid], values)
+    phrasing, text = f"scenario/{family.id}/{tid}", _fill(family.spec.rules[tid], values)
+    category = family.spec.category
+    if category is None:
+        return _Clause(phrasing, render_rule_clause(text), "rule", None)
+    rule = CategoryRule(max_severity=family.spec.max_severity, description=text)
+    return _Clause(phrasing, render_category_clause(category, rule), "category", category)
 
 
 def _base_rows(family: ScenarioFamily, seed: int) -> list[dict[str, Any]]:
@@ -267,9 +311,9 @@ def _base_rows(family: ScenarioFamily, seed: int) -> list[dict[str, Any]]:
         prompt = _fill(rng.choice(spec.prompts), values) if spec.stage == "output" else ""
         transcript = _transcript(family, prompt, judged)
         rule = _rule(family, rng, values, heldout_ok=heldout_ok)
-        if (rule[1], transcript) in seen:
+        if (rule.text, transcript) in seen:
             continue
-        seen.add((rule[1], transcript))
+        seen.add((rule.text, transcript))
         aug = "scn:violated" if label else "scn:compliant"
         rows.append(_row(family, f"{len(rows):03d}", rule, transcript, label=label, aug=aug))
     if len(rows) < wanted:
@@ -281,12 +325,16 @@ def _unrelated(family: ScenarioFamily, families: Mapping[str, ScenarioFamily]) -
     """Same-stage families whose rules this family's turns cannot break: neither lists the other as related.
 
     Training rows only borrow training families' rules; dev/test rows may also borrow their own split's.
+    Narrowed-category families neither lend nor borrow (module docstring).
     """
+    if family.spec.category is not None:
+        return []
     splits = {"train", family.spec.split}
     return [
         other
         for other in families.values()
         if other.id != family.id
+        and other.spec.category is None
         and other.spec.stage == family.spec.stage
         and other.spec.split in splits
         and other.id not in family.spec.related
@@ -361,7 +409,7 @@ def foreign_rows(
             pools[example.split].append(example)
     out: dict[str, list[dict[str, Any]]] = {split: [] for split in SPLITS}
     for family in families.values():
-        pool = pools[family.spec.split]
+        pool = _foreign_pool(family, pools[family.spec.split])
         if family.spec.scope or not pool:
             continue
         rng = _rng(seed, family.id, "foreign")
@@ -373,6 +421,15 @@ def foreign_rows(
             )
     _check_train(out["train"], families)
     return out
+
+
+def _foreign_pool(family: ScenarioFamily, pool: list[Example]) -> list[Example]:
+    """The conversations whose label under the family's clause is known to be 0 (module docstring)."""
+    category = family.spec.category
+    if category is None:
+        return pool
+    ceiling = family.spec.max_severity.rank
+    return [e for e in pool if 0 <= e.severity.get(category, -1) <= ceiling]
 
 
 def _check_train(rows: Iterable[Mapping[str, Any]], families: Mapping[str, ScenarioFamily]) -> None:

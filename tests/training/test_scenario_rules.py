@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,8 @@ import pytest
 import yaml
 
 from csrm_guard.errors import DataError
-from csrm_guard.policy.render import render_rule_clause, render_transcript
+from csrm_guard.policy import CategoryRule, Severity
+from csrm_guard.policy.render import render_category_clause, render_rule_clause, render_transcript
 from csrm_guard.training.data import Example, conversation_id
 from csrm_guard.training.scenario_rules import foreign_rows, load_families, scenario_heldout, scenario_rows
 
@@ -65,14 +67,25 @@ class TestShippedFiles:
         assert {f.spec.split for f in part1} == {"train", "dev", "test"}
 
     def test_rows_have_the_clause_row_fields(self, rows: dict[str, list[dict[str, Any]]]) -> None:
-        """Every row has exactly the clause-row fields, a rendered rule clause and the scenarios source."""
+        """Every row has the clause-row fields, a rendered rule (or narrowed category) clause and the source."""
+        families = load_families()
         for split_rows in rows.values():
             for row in split_rows:
                 assert set(row) == ROW_KEYS
                 assert row["source"] == "scenarios"
-                assert row["clause_kind"] == "rule"
-                assert row["clause"].startswith(render_rule_clause("X")[:-2])
+                category = families[row["id"].split(":")[1]].spec.category
+                assert (row["clause_kind"], row["category"]) == (
+                    "rule" if category is None else "category",
+                    category,
+                )
+                if category is None:
+                    assert row["clause"].startswith(render_rule_clause("X")[:-2])
                 assert row["transcript"].count("[judged]") == 1
+        assert {r["category"] for split_rows in rows.values() for r in split_rows} > {
+            None,
+            "drugs",
+            "violence",
+        }
 
     def test_generation_is_deterministic(self, rows: dict[str, list[dict[str, Any]]]) -> None:
         """The same seed gives identical rows and another seed gives different ones."""
@@ -236,3 +249,88 @@ class TestForeignRows:
 
 def _transcript_of(example: Example) -> str:
     return render_transcript(list(example.messages), stage=example.stage)
+
+
+def _narrowed(**changes: Any) -> dict[str, Any]:
+    """A narrowed-category family: drug-checking questions are exempt, sourcing requests are not."""
+    family = _family(
+        stage="input",
+        prompts=[],
+        category="drugs",
+        max_severity="low",
+        rules={
+            f"t{i}": f"Helping someone buy drugs (phrasing {i}). Drug checking at {{shop}} is not covered."
+            for i in range(1, 5)
+        },
+        violating=[f"where do I buy pills near {{shop}}, version {i}" for i in range(4)],
+        compliant=[f"how reliable are test kits at {{shop}}, version {i}" for i in range(4)],
+    )
+    family.update(changes)
+    return family
+
+
+class TestNarrowedCategoryFamilies:
+    @pytest.fixture(name="folder")
+    def _folder(self, tmp_path: Path) -> Path:
+        _write(
+            tmp_path,
+            "one.yaml",
+            {"shop_refunds": _family(), "shop_other_rule": _family(), "shop_drug_checking": _narrowed()},
+        )
+        return tmp_path
+
+    def test_rows_are_category_clauses_with_the_family_description(self, folder: Path) -> None:
+        """Violating turns are label 1 and exempt turns label 0 under the category clause a policy would render."""
+        rows = [
+            r for r in scenario_rows(3, folder=folder)["train"] if r["id"].startswith("scenario:shop_drug_")
+        ]
+        assert {r["label"] for r in rows} == {0, 1}
+        for row in rows:
+            shop = "Acme Widgets" if "Acme Widgets" in row["transcript"] else "Bolt Supply"
+            n = row["phrasing"][-1]
+            text = f"Helping someone buy drugs (phrasing {n}). Drug checking at {shop} is not covered."
+            assert row["clause"] == render_category_clause(
+                "drugs", CategoryRule(max_severity="low", description=text)
+            )
+            assert (row["clause_kind"], row["category"]) == ("category", "drugs")
+            assert row["label"] == int("where do I buy" in row["transcript"])
+            assert row["augmentation"] in {"scn:violated", "scn:compliant"}
+
+    def test_no_other_rule_rows_in_either_direction(self, folder: Path) -> None:
+        """A narrowed family neither borrows another family's rule nor lends its description to other families."""
+        rows = scenario_rows(3, folder=folder)["train"]
+        other = [r for r in rows if r["augmentation"] == "scn:other_rule"]
+        assert other
+        assert all(r["clause_kind"] == "rule" and "shop_drug_" not in r["id"] for r in other)
+
+    def test_foreign_rows_use_only_conversations_known_to_be_within_max_severity(self, folder: Path) -> None:
+        """Narrowing never makes a turn violate, so only conversations at most `max_severity` become label-0 rows."""
+        examples = [
+            dataclasses.replace(e, severity={"drugs": n % 4} if n % 5 else {})
+            for n, e in enumerate(_examples(200))
+        ]
+        by_transcript = {_transcript_of(e): e for e in examples}
+        rows = foreign_rows(examples, 5, per_family=20, folder=folder)
+        narrowed = [r for split in rows.values() for r in split if r["id"].startswith("scenario:shop_drug_")]
+        assert narrowed
+        for row in narrowed:
+            assert row["label"] == 0
+            assert 0 <= by_transcript[row["transcript"]].severity.get("drugs", -1) <= Severity.LOW.rank
+
+    @pytest.mark.parametrize(
+        ("changes", "message"),
+        [
+            ({"category": "narcotics"}, "'narcotics' is not a taxonomy category"),
+            ({"category": "sexual_minors"}, "above 'sexual_minors'.s ceiling 'none'"),
+            ({"max_severity": "high"}, "nothing to violate"),
+            ({"scope": True}, "cannot also be a scope family"),
+            ({"category": None}, "max_severity is only for narrowed-category families"),
+        ],
+    )
+    def test_invalid_narrowed_family_names_the_problem(
+        self, tmp_path: Path, changes: dict[str, Any], message: str
+    ) -> None:
+        """Unknown categories, impossible severities and mixed family kinds are DataErrors naming the family."""
+        _write(tmp_path, "bad.yaml", {"shop_drug_checking": _narrowed(**changes)})
+        with pytest.raises(DataError, match=rf"bad\.yaml.*'shop_drug_checking'.*{message}"):
+            load_families(tmp_path)

@@ -58,11 +58,11 @@ def _walkthrough(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, int8_kernel: s
 
 
 def test_test_output(walkthrough: Path, capsys: pytest.CaptureFixture[str]):
-    """The run of general-assistant's cases is shown as printed."""
-    assert main(["test", "policies/", "--run", "^general-assistant::"]) == 0
-    assert _stable(capsys.readouterr().out) == _stable(
-        _shown("csrm-guard test policies/ --run '^general-assistant::'")
-    )
+    """The run of general-assistant's cases is shown as printed, with the exit code its summary line implies."""
+    shown = _shown("csrm-guard test policies/ --run '^general-assistant::'")
+    expected_code = 1 if " failed" in shown.strip().splitlines()[-1] else 0
+    assert main(["test", "policies/", "--run", "^general-assistant::"]) == expected_code
+    assert _stable(capsys.readouterr().out) == _stable(shown)
 
 
 def test_walkthrough_outputs(walkthrough: Path, capsys: pytest.CaptureFixture[str]):

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from csrm_guard.evaluation.datasets import EvalExample
-from csrm_guard.evaluation.run import _binary_values, score_rows
+from csrm_guard.evaluation.run import _binary_values, clause_row_example, score_rows
 from csrm_guard.evaluation.runner import BundleRunner
 from csrm_guard.training.scenario_rules import load_families
 
@@ -31,17 +31,7 @@ def held_out_rows(build: Path) -> list[EvalExample]:
         for line in (build / split / "clauses.jsonl").read_text(encoding="utf-8").splitlines():
             row = json.loads(line)
             if row["source"] == "scenarios" and row["id"].split(":")[1] in narrowed:
-                rows.append(
-                    EvalExample(
-                        id=row["id"],
-                        benchmark="narrowed",
-                        stage=row["stage"],
-                        label=int(row["label"]),
-                        clause=row["clause"],
-                        transcript=row["transcript"],
-                        kind=row["augmentation"],
-                    )
-                )
+                rows.append(clause_row_example(row, "narrowed"))
     return rows
 
 

@@ -51,6 +51,7 @@ __all__ = [
     "HARMFUL_EXAMPLES",
     "EvalOptions",
     "Result",
+    "clause_row_example",
     "run_evaluation",
     "score_rows",
 ]
@@ -303,20 +304,22 @@ def _clauses_test(options: EvalOptions) -> list[EvalExample]:
     for line in path.read_text(encoding="utf-8").splitlines():
         if not line.strip():
             continue
-        row = json.loads(line)
-        rows.append(
-            EvalExample(
-                id=row["id"],
-                benchmark="clauses-test",
-                stage=row["stage"],
-                label=int(row["label"]),
-                clause=row["clause"],
-                transcript=row["transcript"],
-                kind=row.get("augmentation"),
-                meta={"source": row.get("source"), "clause_kind": row.get("clause_kind")},
-            )
-        )
+        rows.append(clause_row_example(json.loads(line), "clauses-test"))
     return rows
+
+
+def clause_row_example(row: dict[str, Any], benchmark: str) -> EvalExample:
+    """An evaluation row from one row of a build's ``<split>/clauses.jsonl`` (its augmentation is the kind)."""
+    return EvalExample(
+        id=row["id"],
+        benchmark=benchmark,
+        stage=row["stage"],
+        label=int(row["label"]),
+        clause=row["clause"],
+        transcript=row["transcript"],
+        kind=row.get("augmentation"),
+        meta={"source": row.get("source"), "clause_kind": row.get("clause_kind")},
+    )
 
 
 def _load_rows(name: str, options: EvalOptions) -> list[EvalExample]:

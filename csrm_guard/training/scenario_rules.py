@@ -310,12 +310,12 @@ def _base_rows(family: ScenarioFamily, seed: int) -> list[dict[str, Any]]:
         judged = _fill(rng.choice(spec.violating if label else spec.compliant), values)
         prompt = _fill(rng.choice(spec.prompts), values) if spec.stage == "output" else ""
         transcript = _transcript(family, prompt, judged)
-        rule = _rule(family, rng, values, heldout_ok=heldout_ok)
-        if (rule.text, transcript) in seen:
+        clause = _rule(family, rng, values, heldout_ok=heldout_ok)
+        if (clause.text, transcript) in seen:
             continue
-        seen.add((rule.text, transcript))
+        seen.add((clause.text, transcript))
         aug = "scn:violated" if label else "scn:compliant"
-        rows.append(_row(family, f"{len(rows):03d}", rule, transcript, label=label, aug=aug))
+        rows.append(_row(family, f"{len(rows):03d}", clause, transcript, label=label, aug=aug))
     if len(rows) < wanted:
         logger.info("scenario family %s: %d distinct rows (wanted %d)", family.id, len(rows), wanted)
     return rows

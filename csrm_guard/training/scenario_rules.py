@@ -10,7 +10,8 @@ never trained on. Within training families one phrasing per family (``heldout``)
 model has to read the rule rather than the transcript alone. ``scn:foreign`` rows (:func:`foreign_rows`) pair a
 family's rule with conversations from the shared data sets, harmful or not, of either stage (label 0): a request for
 a weapon recipe is harmful, but it does not break "scripts must not feature real people". Scope families (``scope:
-true``, the rule limits what users may ask about, so any off-topic turn breaks it) get no such rows.
+true``, the rule limits what users may ask about or replies may cover, so any off-topic turn breaks it) get no such
+rows, and never lend their rule to another family's ``scn:other_rule`` rows.
 
 *Narrowed-category* families (``category`` set) hold four phrasings of a service's rewritten description of a
 standard category that exempts part of it ("quoting a slur in order to moderate it is not covered"):
@@ -325,7 +326,8 @@ def _unrelated(family: ScenarioFamily, families: Mapping[str, ScenarioFamily]) -
     """Same-stage families whose rules this family's turns cannot break: neither lists the other as related.
 
     Training rows only borrow training families' rules; dev/test rows may also borrow their own split's.
-    Narrowed-category families neither lend nor borrow (module docstring).
+    Narrowed-category families neither lend nor borrow (module docstring). Scope families borrow but never lend:
+    any off-topic turn breaks a scope rule, so another family's turn under it has no known label of 0.
     """
     if family.spec.category is not None:
         return []
@@ -335,6 +337,7 @@ def _unrelated(family: ScenarioFamily, families: Mapping[str, ScenarioFamily]) -
         for other in families.values()
         if other.id != family.id
         and other.spec.category is None
+        and not other.spec.scope
         and other.spec.stage == family.spec.stage
         and other.spec.split in splits
         and other.id not in family.spec.related

@@ -239,6 +239,22 @@ class TestForeignRows:
         base_ids = {r["id"] for split in scenario_rows(5, folder=folder).values() for r in split}
         assert not base_ids & {r["id"] for split in first.values() for r in split}
 
+    def test_scope_rules_are_never_lent_to_other_families_turns(self, tmp_path: Path) -> None:
+        """An off-topic turn breaks a scope rule, so no other family's row pairs its turn with one (label 0)."""
+        scope_rule = {f"t{i}": f"Replies must stay on shop topics (phrasing {i})." for i in range(1, 5)}
+        _write(
+            tmp_path,
+            "one.yaml",
+            {
+                "shop_refunds": _family(),
+                "shop_topics_scope": _family(rules=scope_rule, scope=True),
+            },
+        )
+        rows = scenario_rows(5, folder=tmp_path)["train"]
+        borrowed = {r["id"].split(":")[1]: r["clause"] for r in rows if r["augmentation"] == "scn:other_rule"}
+        assert "shop_refunds" not in borrowed
+        assert "Do not promise refunds" in borrowed["shop_topics_scope"]
+
     def test_scope_flag_is_set_on_the_shipped_scope_families(self) -> None:
         """The shipped families whose rule any off-topic turn breaks are marked, so they get no foreign rows."""
         families = load_families()

@@ -13,6 +13,12 @@ a weapon recipe is harmful, but it does not break "scripts must not feature real
 true``, the rule limits what users may ask about or replies may cover, so any off-topic turn breaks it) get no such
 rows, and never lend their rule to another family's ``scn:other_rule`` rows.
 
+A family may also list ``flipped`` phrasings: the opposite rule, one every violating turn follows and every compliant
+turn breaks ("every reply must promise a refund" beside "do not promise refunds"). Training families give
+``scn:flipped`` rows with the same turns under it and the labels swapped, so the label follows what the rule asks
+rather than what the turn talks about; a model that scores "talks about the rule's subject" reads duties ("the reply
+must tell them to call emergency services") backwards. Flipped rules are never lent to other families.
+
 *Narrowed-category* families (``category`` set) hold four phrasings of a service's rewritten description of a
 standard category that exempts part of it ("quoting a slur in order to moderate it is not covered"):
 violating turns are what the rewrite still covers, above the family's ``max_severity``; compliant turns are what it
@@ -66,6 +72,9 @@ _FAMILY_ID = re.compile(r"^[a-z][a-z0-9]*(?:_[a-z0-9]+)+$")
 # three) keeps training positives at ~42 % rather than 37.5 %.
 _BASE_ROWS = {"train": 100, "dev": 34, "test": 34}
 _OTHER_EVERY = 5
+# Flipped-rule rows per family with ``flipped`` phrasings; training only, so dev and test (and the threshold fit on
+# dev) measure the same rows with or without them.
+_FLIPPED_ROWS = {"train": 24, "dev": 0, "test": 0}
 _ATTEMPTS = 4  # draws per wanted row before a small family gives up on finding unseen combinations
 
 _Text = Field(min_length=1)
@@ -86,6 +95,7 @@ class FamilySpec(BaseModel):
     violating: list[str] = Field(min_length=4)
     compliant: list[str] = Field(min_length=4)
     related: list[str] = Field(default_factory=list)
+    flipped: list[str] = Field(default_factory=list)
     scope: bool = False
     category: str | None = None
     max_severity: Severity = Severity.NONE
@@ -114,11 +124,15 @@ class FamilySpec(BaseModel):
             raise ValueError(f"an output family needs at least 4 prompts, got {len(self.prompts)}")
         if self.heldout[0] not in self.rules:
             raise ValueError(f"heldout phrasing {self.heldout[0]!r} is not one of the rules")
+        if self.flipped and (self.scope or self.category is not None):
+            raise ValueError(
+                "flipped rules are only for plain rule families (not scope or narrowed-category ones)"
+            )
         if self.category is not None:
             self._check_category(self.category)
         elif self.max_severity is not Severity.NONE:
             raise ValueError("max_severity is only for narrowed-category families (set category)")
-        for field in ("rules", "prompts", "violating", "compliant"):
+        for field in ("rules", "flipped", "prompts", "violating", "compliant"):
             value = getattr(self, field)
             for key, text in value.items() if isinstance(value, dict) else enumerate(value):
                 _check_text(text, self.slots, f"{field}.{key}")
@@ -322,6 +336,39 @@ def _base_rows(family: ScenarioFamily, seed: int) -> list[dict[str, Any]]:
     return rows
 
 
+def _flipped_rows(family: ScenarioFamily, seed: int) -> list[dict[str, Any]]:
+    """``scn:flipped`` rows: the family's turns under its opposite rule, with the labels swapped.
+
+    A flipped rule is one every violating turn follows and every compliant turn breaks ("every reply must promise a
+    refund"), so the same transcript is labelled by what the rule asks, not by what the turn talks about.
+    """
+    spec = family.spec
+    wanted = _FLIPPED_ROWS[spec.split] if spec.flipped else 0
+    rows: list[dict[str, Any]] = []
+    seen: set[tuple[str, str]] = set()
+    for i in range(wanted * _ATTEMPTS):
+        if len(rows) == wanted:
+            break
+        rng = _rng(seed, family.id, "flipped", i)
+        label = 1 - len(rows) % 2
+        values = _draw_slots(family, rng)
+        judged = _fill(rng.choice(spec.compliant if label else spec.violating), values)
+        prompt = _fill(rng.choice(spec.prompts), values) if spec.stage == "output" else ""
+        transcript = _transcript(family, prompt, judged)
+        index = rng.randrange(len(spec.flipped))
+        clause = _Clause(
+            f"scenario/{family.id}/flipped{index + 1}",
+            render_rule_clause(_fill(spec.flipped[index], values)),
+            "rule",
+            None,
+        )
+        if (clause.text, transcript) in seen:
+            continue
+        seen.add((clause.text, transcript))
+        rows.append(_row(family, f"f{len(rows):03d}", clause, transcript, label=label, aug="scn:flipped"))
+    return rows
+
+
 def _unrelated(family: ScenarioFamily, families: Mapping[str, ScenarioFamily]) -> list[ScenarioFamily]:
     """Same-stage families whose rules this family's turns cannot break: neither lists the other as related.
 
@@ -350,16 +397,17 @@ def _family_rows(
 ) -> list[dict[str, Any]]:
     base = _base_rows(family, seed)
     rows = list(base)
+    flipped = _flipped_rows(family, seed)
     candidates = _unrelated(family, families)
     if not candidates:
-        return rows
+        return rows + flipped
     for j in range(0, len(base), _OTHER_EVERY):
         rng = _rng(seed, family.id, "other", j)
         other = rng.choice(candidates)
         rule = _rule(other, rng, _draw_slots(other, rng), heldout_ok=family.spec.split != "train")
         transcript = str(base[j]["transcript"])
         rows.append(_row(family, f"{len(rows):03d}", rule, transcript, label=0, aug="scn:other_rule"))
-    return rows
+    return rows + flipped
 
 
 def scenario_rows(seed: int, *, folder: Path | Traversable | None = None) -> dict[str, list[dict[str, Any]]]:

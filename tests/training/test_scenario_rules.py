@@ -350,3 +350,58 @@ class TestNarrowedCategoryFamilies:
         _write(tmp_path, "bad.yaml", {"shop_drug_checking": _narrowed(**changes)})
         with pytest.raises(DataError, match=rf"bad\.yaml.*'shop_drug_checking'.*{message}"):
             load_families(tmp_path)
+
+
+FLIPPED = ("Every reply must promise a refund at {shop}.", "Always confirm the refund yourself.")
+
+
+class TestFlippedRules:
+    def test_training_families_get_their_turns_under_the_opposite_rule_with_swapped_labels(
+        self, tmp_path: Path
+    ) -> None:
+        """A compliant turn breaks the flipped rule (label 1), a violating one follows it (label 0)."""
+        _write(tmp_path, "one.yaml", {"shop_refunds": _family(flipped=list(FLIPPED))})
+        rows = scenario_rows(5, folder=tmp_path)["train"]
+        flipped = [r for r in rows if r["augmentation"] == "scn:flipped"]
+        assert len(flipped) == 24
+        for row in flipped:
+            turn = row["transcript"].split("[judged] Assistant: ")[1]
+            assert row["label"] == (1 if turn.startswith("The returns team") else 0)
+            assert row["phrasing"] in {"scenario/shop_refunds/flipped1", "scenario/shop_refunds/flipped2"}
+            assert "{" not in row["clause"]
+        assert {r["label"] for r in flipped} == {0, 1}
+        assert len({r["id"] for r in rows}) == len(rows)
+
+    def test_other_rows_are_unchanged_and_dev_families_get_none(self, tmp_path: Path) -> None:
+        """Adding flipped phrasings leaves a family's other rows as they were; dev and test get no flipped rows."""
+        _write(tmp_path, "one.yaml", {"shop_refunds": _family(), "shop_dev_rule": _family(split="dev")})
+        before = scenario_rows(5, folder=tmp_path)
+        _write(
+            tmp_path,
+            "one.yaml",
+            {
+                "shop_refunds": _family(flipped=list(FLIPPED)),
+                "shop_dev_rule": _family(split="dev", flipped=list(FLIPPED)),
+            },
+        )
+        after = scenario_rows(5, folder=tmp_path)
+        assert [r for r in after["train"] if r["augmentation"] != "scn:flipped"] == before["train"]
+        assert after["dev"] == before["dev"]
+
+    @pytest.mark.parametrize(
+        ("changes", "message"),
+        [
+            ({"scope": True}, "only for plain rule families"),
+            ({"category": "drugs", "max_severity": "low"}, "only for plain rule families"),
+            ({"flipped": ["Always promise refunds at {store}."]}, r"flipped\.0 uses undefined slot"),
+        ],
+    )
+    def test_invalid_flipped_rules_name_the_problem(
+        self, tmp_path: Path, changes: dict[str, Any], message: str
+    ) -> None:
+        """Flipped rules on scope or narrowed families, or with an unknown slot, are DataErrors naming the family."""
+        family = _family(flipped=list(FLIPPED))
+        family.update(changes)
+        _write(tmp_path, "bad.yaml", {"shop_refunds": family})
+        with pytest.raises(DataError, match=rf"bad\.yaml.*'shop_refunds'.*{message}"):
+            load_families(tmp_path)

@@ -34,7 +34,7 @@ from __future__ import annotations
 import logging
 import random
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from importlib.resources.abc import Traversable
@@ -312,28 +312,14 @@ def _rule(
 
 def _base_rows(family: ScenarioFamily, seed: int) -> list[dict[str, Any]]:
     """Violated/compliant rows (alternating labels), skipping (rule, transcript) pairs already drawn."""
-    spec, wanted = family.spec, _BASE_ROWS[family.spec.split]
-    heldout_ok = spec.split != "train"
-    rows: list[dict[str, Any]] = []
-    seen: set[tuple[str, str]] = set()
-    for i in range(wanted * _ATTEMPTS):
-        if len(rows) == wanted:
-            break
-        rng = _rng(seed, family.id, i)
-        label = 1 - len(rows) % 2
-        values = _draw_slots(family, rng)
-        judged = _fill(rng.choice(spec.violating if label else spec.compliant), values)
-        prompt = _fill(rng.choice(spec.prompts), values) if spec.stage == "output" else ""
-        transcript = _transcript(family, prompt, judged)
-        clause = _rule(family, rng, values, heldout_ok=heldout_ok)
-        if (clause.text, transcript) in seen:
-            continue
-        seen.add((clause.text, transcript))
-        aug = "scn:violated" if label else "scn:compliant"
-        rows.append(_row(family, f"{len(rows):03d}", clause, transcript, label=label, aug=aug))
-    if len(rows) < wanted:
-        logger.info("scenario family %s: %d distinct rows (wanted %d)", family.id, len(rows), wanted)
-    return rows
+    heldout_ok = family.spec.split != "train"
+    return _drawn_rows(
+        family,
+        (seed, family.id),
+        _BASE_ROWS[family.spec.split],
+        lambda rng, values: _rule(family, rng, values, heldout_ok=heldout_ok),
+        flipped=False,
+    )
 
 
 def _flipped_rows(family: ScenarioFamily, seed: int) -> list[dict[str, Any]]:
@@ -343,29 +329,51 @@ def _flipped_rows(family: ScenarioFamily, seed: int) -> list[dict[str, Any]]:
     refund"), so the same transcript is labelled by what the rule asks, not by what the turn talks about.
     """
     spec = family.spec
+
+    def flipped_rule(rng: random.Random, values: Mapping[str, str]) -> _Clause:
+        index = rng.randrange(len(spec.flipped))
+        text = render_rule_clause(_fill(spec.flipped[index], values))
+        return _Clause(f"scenario/{family.id}/flipped{index + 1}", text, "rule", None)
+
     wanted = _FLIPPED_ROWS[spec.split] if spec.flipped else 0
+    return _drawn_rows(family, (seed, family.id, "flipped"), wanted, flipped_rule, flipped=True)
+
+
+def _drawn_rows(
+    family: ScenarioFamily,
+    key: tuple[object, ...],
+    wanted: int,
+    draw_clause: Callable[[random.Random, Mapping[str, str]], _Clause],
+    *,
+    flipped: bool,
+) -> list[dict[str, Any]]:
+    """``wanted`` rows with alternating labels, skipping (clause, transcript) pairs already drawn.
+
+    Label 1 takes a violating turn, or a compliant one under a ``flipped`` rule; label 0 the other list.
+    """
+    spec = family.spec
     rows: list[dict[str, Any]] = []
     seen: set[tuple[str, str]] = set()
     for i in range(wanted * _ATTEMPTS):
         if len(rows) == wanted:
             break
-        rng = _rng(seed, family.id, "flipped", i)
+        rng = _rng(*key, i)
         label = 1 - len(rows) % 2
         values = _draw_slots(family, rng)
-        judged = _fill(rng.choice(spec.compliant if label else spec.violating), values)
+        judged = _fill(rng.choice(spec.violating if label != flipped else spec.compliant), values)
         prompt = _fill(rng.choice(spec.prompts), values) if spec.stage == "output" else ""
         transcript = _transcript(family, prompt, judged)
-        index = rng.randrange(len(spec.flipped))
-        clause = _Clause(
-            f"scenario/{family.id}/flipped{index + 1}",
-            render_rule_clause(_fill(spec.flipped[index], values)),
-            "rule",
-            None,
-        )
+        clause = draw_clause(rng, values)
         if (clause.text, transcript) in seen:
             continue
         seen.add((clause.text, transcript))
-        rows.append(_row(family, f"f{len(rows):03d}", clause, transcript, label=label, aug="scn:flipped"))
+        if flipped:
+            rows.append(_row(family, f"f{len(rows):03d}", clause, transcript, label=label, aug="scn:flipped"))
+        else:
+            aug = "scn:violated" if label else "scn:compliant"
+            rows.append(_row(family, f"{len(rows):03d}", clause, transcript, label=label, aug=aug))
+    if wanted and len(rows) < wanted:
+        logger.info("scenario family %s: %d distinct rows (wanted %d)", family.id, len(rows), wanted)
     return rows
 
 
@@ -397,17 +405,16 @@ def _family_rows(
 ) -> list[dict[str, Any]]:
     base = _base_rows(family, seed)
     rows = list(base)
-    flipped = _flipped_rows(family, seed)
     candidates = _unrelated(family, families)
-    if not candidates:
-        return rows + flipped
     for j in range(0, len(base), _OTHER_EVERY):
+        if not candidates:
+            break
         rng = _rng(seed, family.id, "other", j)
         other = rng.choice(candidates)
         rule = _rule(other, rng, _draw_slots(other, rng), heldout_ok=family.spec.split != "train")
         transcript = str(base[j]["transcript"])
         rows.append(_row(family, f"{len(rows):03d}", rule, transcript, label=0, aug="scn:other_rule"))
-    return rows + flipped
+    return rows + _flipped_rows(family, seed)
 
 
 def scenario_rows(seed: int, *, folder: Path | Traversable | None = None) -> dict[str, list[dict[str, Any]]]:

@@ -57,14 +57,16 @@ Forward = Callable[[dict[str, torch.Tensor]], tuple[NDArray[np.float32], NDArray
 
 
 def torch_forward(model: CsrmModel, bf16: bool = True) -> Forward:
-    """A :data:`Forward` running the torch model in eval mode (bf16 autocast optional)."""
+    """A :data:`Forward` running the torch model in eval mode on the model's device (bf16 autocast optional)."""
     model.eval()
+    device = next(model.parameters()).device
 
     @torch.no_grad()
     def forward(batch: dict[str, torch.Tensor]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            violation, sev = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
-        return violation.float().numpy(), sev.float().numpy()
+        inputs = [batch[name].to(device) for name in ("input_ids", "attention_mask", "token_type_ids")]
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            violation, sev = model(*inputs)
+        return violation.float().cpu().numpy(), sev.float().cpu().numpy()
 
     return forward
 

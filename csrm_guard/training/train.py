@@ -19,7 +19,7 @@ import math
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import yaml
@@ -81,6 +81,10 @@ class TrainConfig(BaseModel):
     seed: int = 13
     threads: int = 2
     bf16: bool = True
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto",
+        description="where to train: `auto` takes a CUDA GPU when torch sees one, else the CPU",
+    )
     unconditioned: bool = Field(default=False, description="baseline: the encoder never sees the clause")
     oversample: dict[str, PositiveInt] = Field(
         default_factory=dict,
@@ -251,12 +255,14 @@ def train(config: TrainConfig, *, model: CsrmModel | None = None, tokenizer: Tok
     torch.manual_seed(config.seed)
     encoder, categories = _prepare(config, tokenizer)
     model = model or load_base_model(len(categories), head_dropout=config.head_dropout)
+    device = _device(config)
+    model.to(device)
     train_items = _load_split(config, encoder, categories, "train")
     dev_items = _load_split(config, encoder, categories, "dev")
     epochs = [make_batches(train_items, config.batch_size, config.seed + e) for e in range(config.epochs)]
     total_steps = sum(len(batches) for batches in epochs)
     optimizer, scheduler = _optimizer(model, config, total_steps)
-    logger.info("%d batches; bf16 autocast %s", total_steps, "on" if config.bf16 else "off")
+    logger.info("%d batches on %s; bf16 autocast %s", total_steps, device, "on" if config.bf16 else "off")
     last = config.run_dir / "checkpoints" / "last.pt"
     if config.init_checkpoint is not None and not last.exists():
         _warm_start(config.init_checkpoint, model)
@@ -276,6 +282,14 @@ def train(config: TrainConfig, *, model: CsrmModel | None = None, tokenizer: Tok
     if finished:
         save_checkpoint(final, model, config, {"step": total_steps, "finished": True})
     return final
+
+
+def _device(config: TrainConfig) -> torch.device:
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise DataError("device: cuda was asked for, but torch sees no CUDA GPU (a CPU build of torch?)")
+    if config.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(config.device)
 
 
 def _warm_start(path: Path, model: CsrmModel) -> None:
@@ -348,7 +362,9 @@ def _step(
     bf16: bool,
 ) -> dict[str, float]:
     model.train()
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+    device = next(model.parameters()).device
+    batch = {name: tensor.to(device, non_blocking=True) for name, tensor in batch.items()}
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         violation, severity = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
     loss, parts = combined_loss(violation.float(), severity.float(), batch, weights)
     if not math.isfinite(float(loss.detach())):

@@ -166,3 +166,27 @@ def test_oversample_factor_below_one_is_a_config_error(tmp_path):
     path.write_text("data_dir: d\nrun_dir: r\noversample: {scenarios: 0}\n")
     with pytest.raises(DataError, match=r"oversample\.scenarios"):
         load_config(path)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised where torch sees no GPU")
+def test_cuda_without_a_gpu_is_a_clear_error(tmp_path, data_dir, tiny_model, tokenizer):
+    """device: cuda on a machine where torch sees no GPU fails before training, saying so."""
+    with pytest.raises(DataError, match="no CUDA GPU"):
+        train(_config(data_dir, tmp_path / "r", device="cuda"), model=tiny_model, tokenizer=tokenizer)
+    assert not (tmp_path / "r" / "checkpoints").exists()
+
+
+def test_auto_device_trains_where_torch_can(tmp_path, data_dir, tiny_model, tokenizer):
+    """device: auto (the default) trains on the GPU when there is one and on the CPU otherwise."""
+    assert TrainConfig(data_dir=data_dir, run_dir=tmp_path).device == "auto"
+    train(_config(data_dir, tmp_path / "r"), model=tiny_model, tokenizer=tokenizer)
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert {p.device.type for p in tiny_model.parameters()} == {expected}
+
+
+def test_unknown_device_is_a_config_error(tmp_path):
+    """Only auto, cpu and cuda are accepted; the message names the field."""
+    path = tmp_path / "train.yaml"
+    path.write_text("data_dir: d\nrun_dir: r\ndevice: tpu\n")
+    with pytest.raises(DataError, match="device"):
+        load_config(path)

@@ -176,12 +176,27 @@ def test_cuda_without_a_gpu_is_a_clear_error(tmp_path, data_dir, tiny_model, tok
     assert not (tmp_path / "r" / "checkpoints").exists()
 
 
-def test_auto_device_trains_where_torch_can(tmp_path, data_dir, tiny_model, tokenizer):
-    """device: auto (the default) trains on the GPU when there is one and on the CPU otherwise."""
-    assert TrainConfig(data_dir=data_dir, run_dir=tmp_path).device == "auto"
-    train(_config(data_dir, tmp_path / "r"), model=tiny_model, tokenizer=tokenizer)
-    expected = "cuda" if torch.cuda.is_available() else "cpu"
-    assert {p.device.type for p in tiny_model.parameters()} == {expected}
+@pytest.mark.parametrize(("setting", "expected"), [("auto", "cuda"), ("cuda", "cuda"), ("cpu", "cpu")])
+def test_device_setting_picks_where_the_model_goes(
+    setting, expected, monkeypatch, tmp_path, data_dir, tiny_model, tokenizer
+):
+    """With a GPU visible, auto and cuda move the model to it and cpu keeps it on the CPU (the move is recorded,
+    not made, so this runs on machines without a GPU)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    moved: list[str] = []
+
+    def record(device):
+        moved.append(torch.device(device).type)
+        return tiny_model
+
+    monkeypatch.setattr(tiny_model, "to", record)
+    train(_config(data_dir, tmp_path / "r", device=setting), model=tiny_model, tokenizer=tokenizer)
+    assert moved == [expected]
+
+
+def test_device_defaults_to_auto(tmp_path):
+    """A config that does not name a device trains wherever torch can."""
+    assert TrainConfig(data_dir=tmp_path, run_dir=tmp_path).device == "auto"
 
 
 def test_unknown_device_is_a_config_error(tmp_path):
